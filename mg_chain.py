@@ -270,6 +270,20 @@ def make_train(args: Args):
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), (new_opt_state, metrics)
 
+    def inner_update_and_vjp(meta_params, params, opt_state, batch, values):
+        """θ′(η) and the backward pass from a cotangent ∂L_meta/∂θ′ to η, from one linearised
+        inner step, so the inner gradient is computed once. Only the actor's part of θ′ enters the
+        meta-loss (every value there is under stop_gradient), so only it is differentiated in η:
+        the critic's second-order terms would meet a zero cotangent."""
+
+        def actor_step(eta):
+            new_params, aux = inner_update(eta, params, opt_state, batch, values)
+            return new_params["actor"], (new_params, aux)
+
+        _, actor_vjp, (new_params, (new_opt_state, metrics)) = jax.vjp(actor_step, meta_params, has_aux=True)
+        meta_vjp = lambda cotangent: actor_vjp(cotangent["actor"])[0]
+        return new_params, new_opt_state, metrics, meta_vjp
+
     def outer_loss(params, batch, values):
         """A2C policy-gradient loss with fixed γ′, λ′ at θ′ (paper eq. 2). Its advantage needs
         V^{π,γ′}: the outer head gives it (--outer-critic); the inner head gives V^{π,γ},
@@ -302,21 +316,22 @@ def make_train(args: Args):
         params, meta_params = runner.params, runner.meta_params
         env_state, obs, inner_batch = rollout(params, runner.env_state, runner.obs, key_inner)
         inner_values = baseline_values(params, inner_batch, gamma_fn(meta_params))
-        inner_step = lambda eta: inner_update(eta, params, runner.opt_state, inner_batch, inner_values)
         sampled = [inner_batch.traj]  # every training episode counts, inner and outer batch alike
 
         if args.meta_lr == 0:  # A2C: no outer batch, no meta-gradient, γ fixed
-            new_params, (new_opt_state, metrics) = inner_step(meta_params)
+            new_params, (new_opt_state, metrics) = inner_update(
+                meta_params, params, runner.opt_state, inner_batch, inner_values
+            )
             meta_grad, meta_opt_state = jnp.zeros_like(meta_params), runner.meta_opt_state
             metrics |= {k: jnp.nan for k in OUTER_METRICS}
         else:
-            # One linearised inner step serves both θ′ (to sample the outer batch) and the
-            # backward pass to η: the inner gradient is computed once.
-            new_params, meta_vjp, (new_opt_state, metrics) = jax.vjp(inner_step, meta_params, has_aux=True)
+            new_params, new_opt_state, metrics, meta_vjp = inner_update_and_vjp(
+                meta_params, params, runner.opt_state, inner_batch, inner_values
+            )
             env_state, obs, outer_batch = rollout(new_params, env_state, obs, key_outer)
             outer_values = baseline_values(new_params, outer_batch, gamma_fn(meta_params))
             cotangent, meta_metrics = meta_loss_grad(new_params, new_opt_state, outer_batch, outer_values)
-            (meta_grad,) = meta_vjp(cotangent)
+            meta_grad = meta_vjp(cotangent)
             meta_updates, meta_opt_state = meta_optimizer.update(meta_grad, runner.meta_opt_state)
             meta_params = optax.apply_updates(meta_params, meta_updates)
             metrics |= meta_metrics
@@ -351,6 +366,7 @@ def make_train(args: Args):
         rollout=rollout,
         baseline_values=baseline_values,
         inner_update=inner_update,
+        inner_update_and_vjp=inner_update_and_vjp,
         outer_loss=outer_loss,
         meta_loss_grad=meta_loss_grad,
         pi_s0=pi_s0,

@@ -133,11 +133,12 @@ def meta_gradient_setup(module, **overrides):
     env_state, obs, _ = fns.rollout(params, runner.env_state, runner.obs, jax.random.PRNGKey(1))
     _, _, outer_batch = fns.rollout(new_params0, env_state, obs, jax.random.PRNGKey(2))
     outer_values = fns.baseline_values(new_params0, outer_batch, module.gamma_fn(eta0))
-    # The meta-gradient exactly as the script's update computes it: vjp of θ′(η), cotangent
-    # from the meta-loss.
-    new_params, meta_vjp, (new_opt_state, _) = jax.vjp(new_params_of, eta0, has_aux=True)
+    # The meta-gradient exactly as the script's update computes it: vjp of θ′(η) (its actor
+    # part), cotangent from the meta-loss, which must not depend on the critic part of θ′.
+    new_params, new_opt_state, _, meta_vjp = fns.inner_update_and_vjp(eta0, params, opt_state, inner_batch, inner_values)
     cotangent, _ = fns.meta_loss_grad(new_params, new_opt_state, outer_batch, outer_values)
-    (autodiff,) = meta_vjp(cotangent)
+    assert all(np.all(leaf == 0) for leaf in jax.tree.leaves(cotangent["critic"]))
+    autodiff = meta_vjp(cotangent)
     return fns, eta0, new_params_of, new_params0, new_opt_state0, outer_batch, outer_values, float(autodiff)
 
 

@@ -190,12 +190,15 @@ def meta_gradient_setup(module, outer_critic):
     outer_values = fns.baseline_values(new_params0, outer_batch)
 
     @jax.jit
-    def autodiff():  # exactly as the script's update: vjp of θ′(η), cotangent from the meta-loss
-        new_params, meta_vjp, (new_opt_state, _) = jax.vjp(new_params_of, eta0, has_aux=True)
+    def autodiff():  # exactly as the script's update: vjp of θ′(η) (its actor part), cotangent from the meta-loss
+        new_params, new_opt_state, _, meta_vjp = fns.inner_update_and_vjp(eta0, params, opt_state, inner_batch, inner_values)
         cotangent, _ = fns.meta_loss_grad(new_params, new_opt_state, outer_batch, outer_values)
-        return meta_vjp(cotangent)[0]
+        return meta_vjp(cotangent), cotangent["critic"]
 
-    return fns, eta0, new_params_of, new_params0, new_opt_state0, outer_batch, outer_values, float(autodiff())
+    meta_gradient, critic_cotangent = autodiff()
+    # The meta-loss must not depend on the critic part of θ′: that is what lets the update skip it.
+    assert all(np.all(leaf == 0) for leaf in jax.tree.leaves(critic_cotangent))
+    return fns, eta0, new_params_of, new_params0, new_opt_state0, outer_batch, outer_values, float(meta_gradient)
 
 
 def central_difference(loss, eta0, h=1e-4):
