@@ -82,7 +82,10 @@ class Args:
 def check_args(args: Args):
     """Bad input stops here, before anything is compiled or written (exit code 2)."""
     rules = [
+        ("--seed", args.seed, args.seed >= 0, "must be >= 0"),
         ("--num-seeds", args.num_seeds, args.num_seeds >= 1, "must be >= 1"),
+        ("--num-seeds", args.num_seeds, args.num_seeds % jax.device_count() == 0,
+         f"must be a multiple of the {jax.device_count()} devices the seeds are split over"),
         ("--mapping-seed", args.mapping_seed, 0 <= args.mapping_seed <= 4, "must be in 0..4"),
         ("--num-updates", args.num_updates, args.num_updates >= 1, "must be >= 1"),
         ("--log-every", args.log_every, args.log_every >= 1, "must be >= 1"),
@@ -419,7 +422,11 @@ def main():
 
     fns = make_train(args)
     runner = jax.jit(jax.vmap(fns.init))(jnp.asarray(seeds))
-    train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)))
+    if jax.device_count() > 1:  # seeds are independent: split the seed axis over the devices
+        mesh = jax.sharding.Mesh(jax.devices(), ("seeds",))
+        runner = jax.device_put(runner, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
+    # The runner is donated: each chunk updates it in place (the old one is never read again).
+    train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)), donate_argnums=0)
     start_time = time.time()
     chunk_size = min(args.log_every, args.num_updates)
     compiled = train.lower(runner, jnp.arange(chunk_size)).compile()

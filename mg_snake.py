@@ -81,14 +81,15 @@ class Args:
         """number of meta-updates: the inner batches that fit in --total-timesteps"""
         return self.total_timesteps // (self.num_envs * self.num_steps)
 
-    """write each seed's final θ and η to runs/<run_name>/seed<N>/model.msgpack (flax serialisation)"""
-
 
 def check_args(args: Args):
     """Bad input stops here, before anything is compiled or written (exit code 2)."""
     batch = args.num_envs * args.num_steps
     rules = [
+        ("--seed", args.seed, args.seed >= 0, "must be >= 0"),
         ("--num-seeds", args.num_seeds, args.num_seeds >= 1, "must be >= 1"),
+        ("--num-seeds", args.num_seeds, args.num_seeds % jax.device_count() == 0,
+         f"must be a multiple of the {jax.device_count()} devices the seeds are split over"),
         ("--log-every", args.log_every, args.log_every >= 1, "must be >= 1"),
         ("--num-envs", args.num_envs, args.num_envs >= 1, "must be >= 1"),
         ("--num-steps", args.num_steps, args.num_steps >= 1, "must be >= 1"),
@@ -446,7 +447,11 @@ def main():
 
     fns = make_train(args)
     runner = jax.jit(jax.vmap(fns.init))(jnp.asarray(seeds))
-    train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)))
+    if jax.device_count() > 1:  # seeds are independent: split the seed axis over the devices
+        mesh = jax.sharding.Mesh(jax.devices(), ("seeds",))
+        runner = jax.device_put(runner, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
+    # The runner is donated: each chunk updates it in place (the old one is never read again).
+    train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)), donate_argnums=0)
     start_time = time.time()
     chunk_size = min(args.log_every, args.num_updates)
     compiled = train.lower(runner, jnp.arange(chunk_size)).compile()

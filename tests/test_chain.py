@@ -325,28 +325,3 @@ def test_cli_a2c_counts_only_inner_steps(tmp_path):
     row = dict(zip(header, row))
     assert float(row["charts/env_steps_total"]) == float(row["global_step"]) == 1600
     assert float(row["meta/gamma"]) == pytest.approx(0.97, abs=1e-6)
-
-
-@pytest.mark.parametrize(
-    "flags, option",
-    [
-        (["--mapping-seed", "7"], "--mapping-seed"),
-        (["--gamma-init", "1.5"], "--gamma-init"),
-        (["--num-seeds", "0"], "--num-seeds"),
-        (["--learning-rate", "-1"], "--learning-rate"),
-        (["--meta-lr", "-0.1"], "--meta-lr"),
-        (["--num-envs", "0"], "--num-envs"),
-        (["--gae-lambda", "1.5"], "--gae-lambda"),
-    ],
-)
-def test_cli_rejects_bad_input(flags, option, tmp_path):
-    result = run_script("mg_chain.py", *flags, "--runs-dir", str(tmp_path))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {option} "), result.stderr
-    assert not any(tmp_path.iterdir())  # nothing written
-
-
-def test_cli_unknown_option_exits_2(tmp_path):
-    result = run_script("bmg_chain.py", "--outer-critc", "--runs-dir", str(tmp_path))
-    assert result.returncode == 2

@@ -1,5 +1,6 @@
-"""What every run of every script guarantees: interrupts and NaNs lose nothing that was logged,
-the same command gives the same numbers, and --save-model writes what was trained."""
+"""What every run of every script guarantees: bad input stops before anything is compiled or
+written, interrupts and NaNs lose nothing that was logged, the same command gives the same numbers
+on one device or several, and --save-model writes what was trained."""
 
 import csv
 import io
@@ -14,9 +15,15 @@ import flax.serialization
 import jax
 import numpy as np
 import pytest
+import tyro
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT
+
+import bmg_chain
+import bmg_snake
+import mg_chain
+import mg_snake
 
 # Tiny budgets: one compile and a few seconds per run. The four scripts share main() line for line
 # (see `diff mg_chain.py mg_snake.py`), so each guarantee is run on two of them, to keep the suite
@@ -120,3 +127,97 @@ def test_same_command_same_numbers_and_saved_model(script, tmp_path):
                 assert p == pytest.approx(float(last[f"policy/p_chain{k}"]), rel=1e-5)
         else:  # trained parameters, not the initial ones
             assert not np.allclose(jax.tree.leaves(params)[0], jax.tree.leaves(fresh)[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input: every bounded option of every script, one line on stderr and exit code 2
+# --------------------------------------------------------------------------------------------
+BAD_EVERYWHERE = [
+    ["--seed", "-1"], ["--num-seeds", "0"], ["--num-seeds", "-2"], ["--log-every", "0"], ["--num-envs", "0"],
+    ["--learning-rate", "0"], ["--learning-rate", "-1"], ["--gae-lambda", "1.5"], ["--gae-lambda", "-0.1"],
+    ["--ent-coef", "-0.01"], ["--vf-coef", "-1"], ["--gamma-init", "nan"], ["--meta-lr", "-0.1"],
+    ["--max-grad-norm", "0"], ["--max-grad-norm", "-1"], ["--max-grad-norm", "nan"], ["--outer-gamma", "0"],
+    ["--outer-gamma", "1.5"], ["--outer-gae-lambda", "2"], ["--outer-ent-coef", "-1"],
+]
+BAD_CHAIN = [["--mapping-seed", "5"], ["--mapping-seed", "-1"], ["--num-updates", "0"], ["--gamma-init", "0.9"],
+             ["--gamma-init", "1.0"], ["--gamma-init", "1.5"]]
+BAD_SNAKE = [["--num-steps", "0"], ["--total-timesteps", "2559"],  # less than one 512 × 5 batch
+             ["--num-envs", "8", "--total-timesteps", "39"], ["--gamma-init", "0"], ["--gamma-init", "1.0"]]
+MODULES = {"mg_chain.py": mg_chain, "bmg_chain.py": bmg_chain, "mg_snake.py": mg_snake, "bmg_snake.py": bmg_snake}
+BAD_INPUT = [(script, flags) for script in CHAIN + SNAKE
+             for flags in BAD_EVERYWHERE + (BAD_CHAIN if script in CHAIN else BAD_SNAKE)]
+
+
+@pytest.mark.parametrize("script, flags", BAD_INPUT, ids=[f"{s}:{' '.join(f)}" for s, f in BAD_INPUT])
+def test_every_bad_value_is_rejected_with_one_line(script, flags, capsys):
+    module = MODULES[script]
+    args = tyro.cli(module.Args, args=flags)
+    with pytest.raises(SystemExit) as exit_info:
+        module.check_args(args)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    option = [flag for flag in flags if flag.startswith("--")][-1]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {option} ") and ", got " in lines[0], lines
+
+
+@pytest.mark.parametrize("script", CHAIN + SNAKE)
+def test_defaults_are_accepted(script):
+    MODULES[script].check_args(MODULES[script].Args())
+
+
+@pytest.mark.parametrize("script", CHAIN + SNAKE)
+def test_cli_bad_input_exits_2_before_writing_anything(script, tmp_path):
+    bad = command(script, "--gamma-init", "1.5", "--runs-dir", str(tmp_path))
+    result = subprocess.run(bad, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert re.fullmatch(r"error: --gamma-init must be in \(0\.?9?, 1(\.0)?\)( for the chain)?, got 1\.5\n",
+                        result.stderr), result.stderr
+    assert not any(tmp_path.iterdir())
+
+    blocker = tmp_path / "a_file"  # a runs directory that cannot be created (even as root)
+    blocker.write_text("")
+    result = subprocess.run(command(script, "--runs-dir", str(blocker / "runs")), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert re.fullmatch(r"error: --runs-dir .* is not writable \(.*\)\n", result.stderr), result.stderr
+
+    result = subprocess.run(command(script, "--outer-critc"), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--outer-critc" in result.stderr  # tyro's own message
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds across devices (two CPU devices stand in for two GPUs)
+# --------------------------------------------------------------------------------------------
+TWO_DEVICES = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+
+
+@pytest.mark.parametrize("script", ["mg_chain.py", "bmg_snake.py"])
+def test_seeds_sharded_over_two_devices_give_the_single_device_numbers(script, tmp_path):
+    flags = [*BUDGET[script], "--num-seeds", "2", "--outer-critic"]
+    rows = []
+    for name, env in (("one", os.environ), ("two", TWO_DEVICES)):
+        result = subprocess.run(command(script, *flags, "--runs-dir", str(tmp_path / name)), env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("CpuDevice") == (1 if name == "one" else 2)
+        rows.append(read_csv(only_run(tmp_path / name)))
+    single, sharded = rows
+    assert len(single) == len(sharded) == 4  # 2 seeds × 2 log points
+    for a, b in zip(single, sharded):
+        assert a.keys() == b.keys() and (a["seed"], a["global_step"]) == (b["seed"], b["global_step"])
+        # The same episodes and updates; only float32 rounding may differ, as XLA picks other
+        # kernels for a batch of one seed than for two (a vmapped pair on one device differs from
+        # single-seed runs in the same way). BMG's meta-loss is a KL of ~1e-5 made of differences
+        # of log-probabilities of size ~1.4, so its rounding (~1e-7 of those) is absolute, not relative.
+        for name in a:
+            if name != "charts/SPS":
+                atol = 1e-7 if name == "losses/meta_loss" else 0.0
+                np.testing.assert_allclose(float(b[name]), float(a[name]), rtol=1e-5, atol=atol, err_msg=name)
+
+
+def test_seeds_not_divisible_by_the_devices_is_an_error(tmp_path):
+    result = subprocess.run(command("mg_chain.py", "--num-seeds", "3", "--runs-dir", str(tmp_path)), env=TWO_DEVICES,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == "error: --num-seeds must be a multiple of the 2 devices the seeds are split over, got 3\n"
+    assert not any(tmp_path.iterdir())
