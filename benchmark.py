@@ -30,60 +30,77 @@ class Args:
     """timed chunks; the best is reported"""
 
 
-def time_call(fn, *args, repeats):
-    """Best wall time of fn(*args) over `repeats` calls (already compiled)."""
+def time_steps(step, state, repeats):
+    """Best wall time of `state = step(state)` over `repeats` calls (already compiled)."""
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
+        state = jax.block_until_ready(step(state))
         best = min(best, time.perf_counter() - start)
     return best
 
 
 def time_training(module, args, num_seeds, updates, repeats):
+    """One chunk of `updates` updates, jitted and donated exactly as the script's main() does."""
     fns = module.make_train(args)
     runner = jax.jit(jax.vmap(fns.init))(jnp.arange(num_seeds))
-    train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)))
+    train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)), donate_argnums=0)
     chunk = jnp.arange(updates)
     start = time.perf_counter()
     compiled = train.lower(runner, chunk).compile()
     compile_s = time.perf_counter() - start
-    seconds = time_call(compiled, runner, chunk, repeats=repeats) / updates
+    seconds = time_steps(lambda r: compiled(r, chunk)[0], runner, repeats) / updates
     batches = 1 if args.meta_lr == 0 else 2
     inner_steps = fns.steps_per_batch * num_seeds
     return {"compile_s": compile_s, "update_ms": 1e3 * seconds, "updates_per_s": 1 / seconds,
             "inner_sps": inner_steps / seconds, "all_sps": batches * inner_steps / seconds}
 
 
-def time_environment(module, args, num_seeds, repeats):
-    """Random-action rollouts of the script's own environment: inner steps/s, all seeds."""
+def time_environment(module, args, num_seeds, updates, repeats):
+    """`updates` rollouts of the script's own environment with uniform random actions: the upper
+    limit on inner steps/s, all seeds together."""
     fns = module.make_train(args)
+
+    def rollouts(runner):
+        # Zero policy parameters make the policy uniform: actions cost what they cost in training.
+        uniform = jax.tree.map(jnp.zeros_like, runner.params)
+
+        def one(carry, key):
+            env_state, obs, _ = fns.rollout(uniform, *carry, key)
+            return (env_state, obs), None
+
+        keys = jax.random.split(runner.key, updates)
+        (env_state, obs), _ = jax.lax.scan(one, (runner.env_state, runner.obs), keys)
+        return runner._replace(env_state=env_state, obs=obs)
+
     runner = jax.jit(jax.vmap(fns.init))(jnp.arange(num_seeds))
-    # Zero policy parameters make the policy uniform: actions cost the same as in training.
-    uniform = jax.tree.map(jnp.zeros_like, runner.params)
-    rollout = jax.jit(jax.vmap(lambda p, r: fns.rollout(p, r.env_state, r.obs, r.key)[2].traj.reward))
-    jax.block_until_ready(rollout(uniform, runner))
-    return fns.steps_per_batch * num_seeds / time_call(rollout, uniform, runner, repeats=repeats)
+    step = jax.jit(jax.vmap(rollouts), donate_argnums=0)
+    runner = jax.block_until_ready(step(runner))  # compile
+    return fns.steps_per_batch * num_seeds * updates / time_steps(step, runner, repeats)
 
 
 def main():
     bench = tyro.cli(Args)
     print(f"devices: {jax.devices()}")
-    header = "| script | seeds | variant | compile s | ms/update | updates/s | inner steps/s | all steps/s | vs A2C | inner / raw env |"
+    header = ("| script | seeds | variant | compile s | ms/update | updates/s | inner steps/s | all steps/s "
+              f"| vs A2C | raw env steps/s | inner / raw env | time vs {bench.num_seeds[0]} seed(s) |")
     print(header + "\n|" + "---|" * (header.count("|") - 1), flush=True)
+    first_ms = {}  # (script, variant) -> ms/update at the first seed count: how cost scales with seeds
     for name in bench.scripts:
         module = importlib.import_module(name)
         for num_seeds in bench.num_seeds:
             base = dataclasses.replace(module.Args(), num_seeds=num_seeds, outer_critic=True)
-            raw = time_environment(module, base, num_seeds, bench.repeats)
+            raw = time_environment(module, base, num_seeds, bench.updates, bench.repeats)
             a2c = None
             for variant, args in [("A2C", dataclasses.replace(base, meta_lr=0.0)),
                                   (name.split("_")[0].upper() + " + oc", base)]:
                 r = time_training(module, args, num_seeds, bench.updates, bench.repeats)
                 a2c = a2c or r["update_ms"]
+                first = first_ms.setdefault((name, variant), r["update_ms"])
                 print(f"| {name} | {num_seeds} | {variant} | {r['compile_s']:.1f} | {r['update_ms']:.1f} | "
                       f"{r['updates_per_s']:.1f} | {r['inner_sps']:,.0f} | {r['all_sps']:,.0f} | "
-                      f"{r['update_ms'] / a2c:.2f}× | {r['inner_sps'] / raw:.2f} |", flush=True)
+                      f"{r['update_ms'] / a2c:.2f}× | {raw:,.0f} | {r['inner_sps'] / raw:.2f} | "
+                      f"{r['update_ms'] / first:.2f}× |", flush=True)
 
 
 if __name__ == "__main__":
