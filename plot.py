@@ -103,6 +103,8 @@ def panels(args):
         m = args["mapping_seed"]
         names[2] = ("meta/outer_advantage_s0", "outer-loss advantage at s0 (Figure 5)")
         names += [(f"policy/p_chain{m}", f"π(paying chain {m} | s0)"), ("policy/p_chain0", "π(myopic chain 0 | s0)")]
+        if args.get("normalize_advantage"):  # Figure 6: over the whole batch it is centred by construction
+            names.append(("meta/outer_advantage", "normalised outer advantage, batch mean"))
     return names
 
 

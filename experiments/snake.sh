@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Figures 3 and 5: the five variants on Snake 6x6, paper configuration, one after another.
+# Figures 3 and 5: the five variants on Snake 6x6, paper configuration, one after another, then
+# the figure and the table. Each invocation trains into its own runs/snake_<time>/.
 # Usage: experiments/snake.sh [TOTAL_TIMESTEPS] [NUM_SEEDS] [extra flags for every run...]
 set -euo pipefail
 steps=${1:-75000000}; seeds=${2:-10}; shift 2 || true
-common=(--total-timesteps "$steps" --num-seeds "$seeds" "$@")
+out=runs/snake_$(date +%Y%m%d-%H%M%S)
+common=(--total-timesteps "$steps" --num-seeds "$seeds" --runs-dir "$out" "$@")
 python mg_snake.py  --meta-lr 0      --exp-name a2c_snake    "${common[@]}"
 python mg_snake.py                   --exp-name mg_snake     "${common[@]}"
 python mg_snake.py  --outer-critic   --exp-name mg_snake_oc  "${common[@]}"
 python bmg_snake.py                  --exp-name bmg_snake    "${common[@]}"
 python bmg_snake.py --outer-critic   --exp-name bmg_snake_oc "${common[@]}"
+python plot.py "$out"/*/ --out "$out/snake.png"
