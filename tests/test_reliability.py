@@ -166,7 +166,7 @@ def test_defaults_are_accepted(script):
 
 
 @pytest.mark.parametrize("script", CHAIN + SNAKE)
-def test_cli_bad_input_exits_2_before_writing_anything(script, tmp_path):
+def test_cli_bad_input_exits_2_before_writing_anything(script, tmp_path, monkeypatch, capsys):
     bad = command(script, "--gamma-init", "1.5", "--runs-dir", str(tmp_path))
     result = subprocess.run(bad, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
@@ -174,15 +174,20 @@ def test_cli_bad_input_exits_2_before_writing_anything(script, tmp_path):
                         result.stderr), result.stderr
     assert not any(tmp_path.iterdir())
 
+    # main() in this process: nothing is compiled before these exits.
+    def main_exit_code(*flags):
+        monkeypatch.setattr(sys, "argv", [script, *flags])
+        with pytest.raises(SystemExit) as exit_info:
+            MODULES[script].main()
+        return exit_info.value.code
+
     blocker = tmp_path / "a_file"  # a runs directory that cannot be created (even as root)
     blocker.write_text("")
-    result = subprocess.run(command(script, "--runs-dir", str(blocker / "runs")), capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 2
-    assert re.fullmatch(r"error: --runs-dir .* is not writable \(.*\)\n", result.stderr), result.stderr
-
-    result = subprocess.run(command(script, "--outer-critc"), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "--outer-critc" in result.stderr  # tyro's own message
+    capsys.readouterr()
+    assert main_exit_code("--runs-dir", str(blocker / "runs")) == 2
+    assert re.fullmatch(r"error: --runs-dir .* is not writable \(.*\)\n", capsys.readouterr().err)
+    assert main_exit_code("--outer-critc") == 2  # tyro's own message
+    assert "--outer-critc" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------
