@@ -25,10 +25,7 @@ import bmg_snake
 import mg_chain
 import mg_snake
 
-# Tiny budgets: one compile and a few seconds per run. The four scripts share main() line for line
-# (see `diff mg_chain.py mg_snake.py`), so each guarantee is run on two of them, to keep the suite
-# short: interrupts and NaNs on a chain and a Snake script, determinism and --save-model on the
-# two chain scripts (their policy at s0 is logged, so the saved actor can be checked against it).
+# Tiny budgets: one compile and a few seconds per run; every guarantee is run on all four scripts.
 CHAIN, SNAKE = ["mg_chain.py", "bmg_chain.py"], ["mg_snake.py", "bmg_snake.py"]
 TINY = {script: ["--num-envs", "8", "--log-every", "2"] for script in CHAIN + SNAKE}
 BUDGET = {**{s: ["--num-updates", "4"] for s in CHAIN}, **{s: ["--total-timesteps", "160"] for s in SNAKE}}
@@ -53,7 +50,8 @@ def only_run(tmp_path):
 
 @pytest.mark.parametrize(
     "script, signum",
-    [("mg_chain.py", signal.SIGINT), ("bmg_snake.py", signal.SIGTERM)],
+    [("mg_chain.py", signal.SIGINT), ("bmg_chain.py", signal.SIGTERM),
+     ("mg_snake.py", signal.SIGINT), ("bmg_snake.py", signal.SIGTERM)],
 )
 def test_interrupt_keeps_every_log_point(script, signum, tmp_path):
     process = subprocess.Popen(
@@ -79,7 +77,7 @@ def test_interrupt_keeps_every_log_point(script, signum, tmp_path):
     assert len(accumulator.Scalars("meta/gamma")) == printed
 
 
-@pytest.mark.parametrize("script", ["bmg_chain.py", "mg_snake.py"])
+@pytest.mark.parametrize("script", CHAIN + SNAKE)
 def test_non_finite_values_stop_the_run_with_a_message(script, tmp_path):
     # An absurd inner learning rate sends the learned critic's weights to ±inf within one update.
     learned_critic = ["--no-true-value"] if script in CHAIN else []
@@ -92,7 +90,7 @@ def test_non_finite_values_stop_the_run_with_a_message(script, tmp_path):
     assert os.path.exists(os.path.join(only_run(tmp_path), "args.json"))
 
 
-@pytest.mark.parametrize("script", ["mg_chain.py", "bmg_chain.py"])
+@pytest.mark.parametrize("script", CHAIN + SNAKE)
 def test_same_command_same_numbers_and_saved_model(script, tmp_path):
     runs = []
     for attempt in ("a", "b"):
