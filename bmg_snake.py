@@ -122,10 +122,9 @@ def gamma_inverse(gamma):
 
 
 class Conv2x2(nn.Module):
-    """nn.Conv(features, (2, 2), strides=stride, padding="SAME"), written as one matmul over
-    2×2 patches, with nn.Conv's parameters (kernel [2, 2, C_in, features], bias [features]).
-    Vmapped over seeds, nn.Conv's weights become a grouped convolution, slow on CPU; a batched
-    matmul is not."""
+    """nn.Conv(features, (2, 2), strides=stride, padding="SAME") with nn.Conv's parameters, as one
+    matmul over 2×2 patches: vmapped over seeds, nn.Conv becomes a grouped convolution, slow on
+    CPU; a batched matmul is not."""
 
     features: int
     stride: int  # 1 or 2
@@ -236,8 +235,7 @@ def gae(rewards, dones, values, gamma, lam):
 
 
 def normalize(x):
-    mean, var = jnp.mean(x), jnp.var(x)
-    return (x - mean) * jax.lax.rsqrt(var + 1e-5)
+    return (x - jnp.mean(x)) * jax.lax.rsqrt(jnp.var(x) + 1e-5)
 
 
 def make_train(args: Args):
@@ -310,10 +308,9 @@ def make_train(args: Args):
         return optax.apply_updates(params, updates), (new_opt_state, metrics)
 
     def inner_update_and_vjp(meta_params, params, opt_state, batch, values):
-        """θ′(η) and the backward pass from a cotangent ∂L_meta/∂θ′ to η, from one linearised
-        inner step, so the inner gradient is computed once. Only the actor's part of θ′ enters the
-        meta-loss (every value there is under stop_gradient), so only it is differentiated in η:
-        the critic's second-order terms would meet a zero cotangent."""
+        """θ′(η) and the pull-back of ∂L_meta/∂θ′ to η from one linearised inner step (the inner
+        gradient is computed once). The meta-loss sees the critic only under stop_gradient, so
+        only the actor's part of θ′ is differentiated: no second-order work for the critic."""
 
         def actor_step(eta):
             new_params, aux = inner_update(eta, params, opt_state, batch, values)
@@ -364,18 +361,15 @@ def make_train(args: Args):
         params, meta_params = runner.params, runner.meta_params
         env_state, obs, inner_batch = rollout(params, runner.env_state, runner.obs, key_inner)
         inner_values = baseline_values(params, inner_batch)
+        inner_args = (params, runner.opt_state, inner_batch, inner_values)
         sampled = [inner_batch.traj]  # every training episode counts, inner and outer batch alike
 
         if args.meta_lr == 0:  # A2C: no outer batch, no meta-gradient, γ fixed
-            new_params, (new_opt_state, metrics) = inner_update(
-                meta_params, params, runner.opt_state, inner_batch, inner_values
-            )
+            new_params, (new_opt_state, metrics) = inner_update(meta_params, *inner_args)
             meta_grad, meta_opt_state = jnp.zeros_like(meta_params), runner.meta_opt_state
             metrics |= {k: jnp.nan for k in OUTER_METRICS}
         else:
-            new_params, new_opt_state, metrics, meta_vjp = inner_update_and_vjp(
-                meta_params, params, runner.opt_state, inner_batch, inner_values
-            )
+            new_params, new_opt_state, metrics, meta_vjp = inner_update_and_vjp(meta_params, *inner_args)
             env_state, obs, outer_batch = rollout(new_params, env_state, obs, key_outer)
             outer_values = baseline_values(new_params, outer_batch)
             cotangent, meta_metrics = meta_loss_grad(new_params, new_opt_state, outer_batch, outer_values)
@@ -385,9 +379,8 @@ def make_train(args: Args):
             metrics |= meta_metrics
             sampled.append(outer_batch.traj)
 
-        finite = jnp.isfinite(meta_grad) & jnp.all(
-            jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((new_params, meta_params))])
-        )
+        leaves = jax.tree.leaves((new_params, meta_params, meta_grad))
+        finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in leaves]))
         metrics |= {
             "meta/gamma": gamma_fn(meta_params),
             "meta/meta_grad": meta_grad,
@@ -403,40 +396,25 @@ def make_train(args: Args):
         """Runs the updates `update_indices` (a chunk) for one seed; returns stacked metrics."""
         return jax.lax.scan(update, runner, update_indices)
 
-    return SimpleNamespace(
-        init=init,
-        train=train,
-        rollout=rollout,
-        baseline_values=baseline_values,
-        inner_update=inner_update,
-        inner_update_and_vjp=inner_update_and_vjp,
-        outer_loss=outer_loss,
-        meta_loss_grad=meta_loss_grad,
-        steps_per_batch=num_steps * args.num_envs,
-    )
+    return SimpleNamespace(init=init, train=train, rollout=rollout, baseline_values=baseline_values,
+        inner_update=inner_update, inner_update_and_vjp=inner_update_and_vjp, outer_loss=outer_loss,
+        meta_loss_grad=meta_loss_grad, steps_per_batch=num_steps * args.num_envs)
 
 
-OUTER_METRICS = (
-    "meta/outer_advantage",
-    "meta/outer_advantage_inner_critic",
-    "meta/outer_advantage_outer_critic",
-    "losses/meta_loss",
-)
+OUTER_METRICS = ("meta/outer_advantage", "meta/outer_advantage_inner_critic",
+                 "meta/outer_advantage_outer_critic", "losses/meta_loss")
 # Metrics that describe the state after a chunk (its last value); the rest are chunk means.
 LAST_VALUE_METRICS = ("meta/gamma",)
 
 
 def summarize(metrics, seed_index):
     """One log point of one seed from a chunk's stacked metrics (numpy, [seeds, updates])."""
-    row = {}
-    count = metrics["episodes/count"][seed_index].sum()
-    row["charts/episodic_return"] = metrics["episodes/return_sum"][seed_index].sum() / max(count, 1)
-    row["charts/episodic_length"] = metrics["episodes/length_sum"][seed_index].sum() / max(count, 1)
-    for name, values in metrics.items():
-        if name.startswith("episodes/") or name == "finite":
-            continue
-        row[name] = values[seed_index, -1] if name in LAST_VALUE_METRICS else values[seed_index].mean()
-    return row
+    seed = {name: values[seed_index] for name, values in metrics.items()}
+    count = max(seed["episodes/count"].sum(), 1)
+    row = {"charts/episodic_return": seed["episodes/return_sum"].sum() / count,
+           "charts/episodic_length": seed["episodes/length_sum"].sum() / count}
+    return row | {name: values[-1] if name in LAST_VALUE_METRICS else values.mean()
+                  for name, values in seed.items() if not name.startswith("episodes/") and name != "finite"}
 
 
 def main():
@@ -501,12 +479,10 @@ def main():
                 f.write("".join(f"{s},{global_step}," + ",".join(f"{v:.6g}" for v in row.values()) + "\n"
                                 for s, row in zip(seeds, rows)))
             elapsed = time.time() - start_time
-            print(
-                f"update {done}/{args.num_updates} | gamma {np.mean([r['meta/gamma'] for r in rows]):.4f} "
-                f"| return {np.nanmean([r['charts/episodic_return'] for r in rows]):.3f} "
-                f"| SPS {global_step / elapsed:,.0f} | ETA {(args.num_updates - done) * elapsed / done / 60:.1f} min",
-                flush=True,
-            )
+            print(f"update {done}/{args.num_updates} | gamma {np.mean([r['meta/gamma'] for r in rows]):.4f} "
+                  f"| return {np.nanmean([r['charts/episodic_return'] for r in rows]):.3f} "
+                  f"| SPS {global_step / elapsed:,.0f} | ETA {(args.num_updates - done) * elapsed / done / 60:.1f} min",
+                  flush=True)
         if args.save_model:  # θ and η of each seed, flax serialisation (also after an interrupt)
             for i, s in enumerate(seeds):
                 state = jax.tree.map(lambda x: np.asarray(x[i]), {"params": runner.params, "meta_params": runner.meta_params})
