@@ -5,6 +5,7 @@ by Learning the Outer Value Function" (Section 5.1, Figure 2).
     python bmg_chain.py                   # BMG: the target uses V^{π,γ}: biased, γ → 0.90
     python bmg_chain.py --outer-critic    # the target uses V^{π,γ′}: γ → 1.0
     python bmg_chain.py --meta-lr 0       # A2C with γ fixed at --gamma-init
+    python bmg_chain.py --resume RUN_DIR  # continue a stopped run from its checkpoint
 """
 
 import dataclasses
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import tyro
-from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
@@ -52,11 +53,11 @@ class Args:
     num_envs: int = 128
     """parallel environments per batch (each rollout is one whole 100-step episode)"""
     true_value: bool = True
-    """advantages from the true value functions (the paper's setting); --no-true-value uses the learned dual-head critic"""
+    """advantages from the true value functions (the paper's setting: no critic is trained, its loss columns are nan); --no-true-value uses the learned dual-head critic"""
     outer_critic: bool = False
     """the outer loss uses V^{π,γ′} (the outer critic) instead of V^{π,γ} (the biased estimate)"""
     normalize_advantage: bool = False
-    """normalise the outer-loss advantage per outer batch (paper Appendix D.2, Figure 6)"""
+    """normalise the inner- and the outer-loss advantage per batch (paper Appendix D.2, Figure 6; as the reference)"""
     learning_rate: float = 0.5
     """inner SGD learning rate α"""
     gae_lambda: float = 0.0
@@ -79,6 +80,12 @@ class Args:
     """outer entropy coefficient c′_EN"""
     save_model: bool = False
     """write each seed's final θ and η to runs/<run_name>/seed<N>/model.msgpack (flax serialisation)"""
+    checkpoint_every_s: float = 300.0
+    """seconds of training between checkpoints (runs/<run_name>/checkpoint.msgpack); 0 = only at the end or on a stop"""
+    time_limit_s: float = 0.0
+    """end the run cleanly after this many seconds of training, with a checkpoint (0 = no limit)"""
+    resume: str = ""
+    """continue the run in this run directory from its checkpoint; options not given are the checkpoint's"""
 
 
 def check_args(args: Args):
@@ -86,6 +93,7 @@ def check_args(args: Args):
     rules = [
         ("--seed", args.seed, args.seed >= 0, "must be >= 0"),
         ("--num-seeds", args.num_seeds, args.num_seeds >= 1, "must be >= 1"),
+        ("--seed", args.seed, args.seed + args.num_seeds <= 2**31, "+ --num-seeds must be <= 2^31 (a JAX int32 key)"),
         ("--num-seeds", args.num_seeds, args.num_seeds % jax.device_count() == 0,
          f"must be a multiple of the {jax.device_count()} devices the seeds are split over"),
         ("--mapping-seed", args.mapping_seed, 0 <= args.mapping_seed <= 4, "must be in 0..4"),
@@ -102,11 +110,18 @@ def check_args(args: Args):
         ("--outer-gamma", args.outer_gamma, 0 < args.outer_gamma <= 1, "must be in (0, 1]"),
         ("--outer-gae-lambda", args.outer_gae_lambda, 0 <= args.outer_gae_lambda <= 1, "must be in [0, 1]"),
         ("--outer-ent-coef", args.outer_ent_coef, args.outer_ent_coef >= 0, "must be >= 0"),
+        ("--checkpoint-every-s", args.checkpoint_every_s, args.checkpoint_every_s >= 0, "must be >= 0"),
+        ("--time-limit-s", args.time_limit_s, args.time_limit_s >= 0, "must be >= 0"),
     ]
     for option, value, ok, allowed in rules:
         if not ok:  # also catches NaN, for which every comparison is False
-            print(f"error: {option} {allowed}, got {value}", file=sys.stderr)
-            sys.exit(2)
+            fail(f"{option} {allowed}, got {value}")
+
+
+def fail(message):
+    """Bad input: one line on stderr and exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 # γ(η) = 0.9 + 0.1·sigmoid(η): the chain's γ lives in (0.9, 1) (paper Appendix C).
@@ -163,6 +178,7 @@ class RunnerState(NamedTuple):
     opt_state: optax.OptState
     meta_params: jax.Array  # η
     meta_opt_state: optax.OptState
+    target_opt_state: optax.OptState  # BMG's target optimiser (bmg_chain.py); MG has none: ()
     env_state: common_envs.EnvState
     obs: jax.Array
     key: jax.Array  # per-seed key; update i uses fold_in(key, i)
@@ -188,7 +204,13 @@ def gae(rewards, dones, values, gamma, lam):
 
 
 def normalize(x):
-    return (x - jnp.mean(x)) * jax.lax.rsqrt(jnp.var(x) + 1e-5)
+    """(x − mean) / std over the batch, the statistics under stop_gradient (as the reference): the
+    inner advantage stays live in γ(η), scaled by 1 / std."""
+    mean, var = jax.lax.stop_gradient((jnp.mean(x), jnp.var(x)))
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5)
+
+
+ENV_ID = common_envs.CHAIN_ENV_ID
 
 
 def make_train(args: Args):
@@ -208,9 +230,9 @@ def make_train(args: Args):
         # An explicit dtype: a weak-typed η would change type after one update and recompile.
         meta_params = jnp.asarray(gamma_inverse(args.gamma_init), dtype=jnp.float32)
         obs, env_state = env.reset(env_key)
-        return RunnerState(
-            params, optimizer.init(params), meta_params, meta_optimizer.init(meta_params), env_state, obs, key
-        )
+        target_opt_state = optimizer.init(params)  # the target's own optimiser state (SGD: empty)
+        return RunnerState(params, optimizer.init(params), meta_params, meta_optimizer.init(meta_params),
+                           target_opt_state, env_state, obs, key)
 
     def pi_s0(params):
         return jax.nn.softmax(actor.apply(params["actor"], s0_obs))
@@ -253,6 +275,8 @@ def make_train(args: Args):
         advantages, targets = gae(traj.reward, traj.done, inner_values, gamma, args.gae_lambda)
         _, outer_targets = gae(traj.reward, traj.done, outer_values, args.outer_gamma, args.outer_gae_lambda)
         log_prob, entropy = policy_terms(params, traj.obs, traj.action)
+        if args.normalize_advantage:  # the reference's flag normalises the inner advantage too
+            advantages = normalize(advantages)
         policy_loss = -jnp.mean(advantages * log_prob)
         loss = policy_loss - args.ent_coef * entropy
         value_loss = outer_value_loss = jnp.nan
@@ -297,7 +321,7 @@ def make_train(args: Args):
             for name, v in zip(("inner_critic", "outer_critic"), values)
         }
         used = advantages["outer_critic" if args.outer_critic else "inner_critic"]
-        if args.normalize_advantage:  # statistics under stop_gradient (values already are)
+        if args.normalize_advantage:
             used = normalize(used)
         log_prob, entropy = policy_terms(params, traj.obs, traj.action)
         loss = -jnp.mean(used * log_prob) - args.outer_ent_coef * entropy
@@ -309,12 +333,13 @@ def make_train(args: Args):
             "meta/outer_advantage_s0": jnp.sum(jnp.where(at_s0, used, 0.0)) / jnp.sum(at_s0),
         }
 
-    def meta_loss_grad(new_params, new_opt_state, outer_batch, outer_values):
-        """BMG (paper eq. 5): the target θ̃ is one more inner-optimiser step on the outer loss from
-        θ′ (stop_gradient); the meta-loss is KL(π_θ̃ ‖ π_θ′) at s0, the only state where actions
-        matter; returns ∇θ′ of it."""
+    def meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values):
+        """BMG (paper eq. 5): the target θ̃ is one inner-optimiser step (SGD) on the outer loss from
+        θ′ (stop_gradient), with the target's own optimiser state; the meta-loss is KL(π_θ̃ ‖ π_θ′)
+        at s0, the only state where actions matter. Returns ∇θ′ of it and the target optimiser's
+        new state."""
         outer_grads, metrics = jax.grad(outer_loss, has_aux=True)(new_params, outer_batch, outer_values)
-        target_updates, _ = optimizer.update(outer_grads, new_opt_state, new_params)
+        target_updates, target_opt_state = optimizer.update(outer_grads, target_opt_state, new_params)
         target = jax.lax.stop_gradient(optax.apply_updates(new_params, target_updates))
         target_log_pi = jax.nn.log_softmax(actor.apply(target["actor"], s0_obs))
 
@@ -323,7 +348,7 @@ def make_train(args: Args):
             return jnp.sum(jnp.exp(target_log_pi) * (target_log_pi - log_pi))
 
         loss, grads = jax.value_and_grad(matching_loss)(new_params)
-        return grads, metrics | {"losses/meta_loss": loss}
+        return grads, target_opt_state, metrics | {"losses/meta_loss": loss}
 
     def update(runner: RunnerState, update_index):
         key_inner, key_outer = jax.random.split(jax.random.fold_in(runner.key, update_index))
@@ -336,12 +361,14 @@ def make_train(args: Args):
         if args.meta_lr == 0:  # A2C: no outer batch, no meta-gradient, γ fixed
             new_params, (new_opt_state, metrics) = inner_update(meta_params, *inner_args)
             meta_grad, meta_opt_state = jnp.zeros_like(meta_params), runner.meta_opt_state
+            target_opt_state = runner.target_opt_state
             metrics |= {k: jnp.nan for k in OUTER_METRICS}
         else:
             new_params, new_opt_state, metrics, meta_vjp = inner_update_and_vjp(meta_params, *inner_args)
             env_state, obs, outer_batch = rollout(new_params, env_state, obs, key_outer)
             outer_values = baseline_values(new_params, outer_batch, gamma_fn(meta_params))
-            cotangent, meta_metrics = meta_loss_grad(new_params, new_opt_state, outer_batch, outer_values)
+            cotangent, target_opt_state, meta_metrics = meta_loss_grad(
+                new_params, runner.target_opt_state, outer_batch, outer_values)
             meta_grad = meta_vjp(cotangent)
             meta_updates, meta_opt_state = meta_optimizer.update(meta_grad, runner.meta_opt_state)
             meta_params = optax.apply_updates(meta_params, meta_updates)
@@ -356,6 +383,7 @@ def make_train(args: Args):
             "meta/outer_critic_v_s0": jnp.nan if args.true_value else critic.apply(new_params["critic"], s0_obs)[1],
             "meta/true_outer_v_s0": common_envs.chain_true_value(s0_obs, policy, args.outer_gamma, rewards),
             "meta/gamma": gamma_fn(meta_params),
+            "eval/expected_return": jnp.sum(policy * rewards),  # exact: Σ_a π(a|s0) ρ_a
             "meta/meta_grad": meta_grad,
             **{f"policy/p_chain{k}": policy[k] for k in range(env.num_actions)},
             "episodes/return_sum": sum(jnp.sum(t.episode_return) for t in sampled),
@@ -363,7 +391,8 @@ def make_train(args: Args):
             "episodes/count": sum(jnp.sum(t.done) for t in sampled).astype(jnp.float32),
             "finite": finite,
         }
-        runner = RunnerState(new_params, new_opt_state, meta_params, meta_opt_state, env_state, obs, runner.key)
+        runner = RunnerState(new_params, new_opt_state, meta_params, meta_opt_state, target_opt_state,
+                             env_state, obs, runner.key)
         return runner, metrics
 
     def train(runner: RunnerState, update_indices):
@@ -371,19 +400,19 @@ def make_train(args: Args):
         return jax.lax.scan(update, runner, update_indices)
 
     return SimpleNamespace(init=init, train=train, rollout=rollout, baseline_values=baseline_values,
-        inner_update=inner_update, inner_update_and_vjp=inner_update_and_vjp, outer_loss=outer_loss,
+        inner_loss=inner_loss, inner_update=inner_update, inner_update_and_vjp=inner_update_and_vjp, outer_loss=outer_loss,
         meta_loss_grad=meta_loss_grad, pi_s0=pi_s0, steps_per_batch=num_steps * args.num_envs)
 
 
 OUTER_METRICS = ("meta/outer_advantage", "meta/outer_advantage_inner_critic",
                  "meta/outer_advantage_outer_critic", "meta/outer_advantage_s0", "losses/meta_loss")
 # Metrics that describe the state after a chunk (its last value); the rest are chunk means.
-LAST_VALUE_METRICS = ("meta/gamma", "meta/outer_critic_v_s0", "meta/true_outer_v_s0") + tuple(
+LAST_VALUE_METRICS = ("meta/gamma", "meta/outer_critic_v_s0", "meta/true_outer_v_s0", "eval/expected_return") + tuple(
     f"policy/p_chain{k}" for k in range(common_envs.CHAIN_NUM_ACTIONS)
 )
 
 
-def summarize(metrics, seed_index):
+def summarize(metrics, seed_index, steps_per_batch):
     """One log point of one seed from a chunk's stacked metrics (numpy, [seeds, updates])."""
     seed = {name: values[seed_index] for name, values in metrics.items()}
     count = max(seed["episodes/count"].sum(), 1)
@@ -393,25 +422,147 @@ def summarize(metrics, seed_index):
                   for name, values in seed.items() if not name.startswith("episodes/") and name != "finite"}
 
 
+# --------------------------------------------------------------------------------------------
+# Running: the run directory, logs, checkpoints and --resume (the same in the four scripts)
+# --------------------------------------------------------------------------------------------
+SCRIPT = os.path.basename(__file__)
+CHECKPOINT_FORMAT = 1
+# What --resume may change: nothing here changes a number of the run (the budget may only grow).
+RESUME_MAY_CHANGE = ("total_timesteps", "num_updates", "log_every", "checkpoint_every_s", "time_limit_s",
+                     "runs_dir", "save_model", "resume")
+
+
+def make_run_dir(args):
+    """runs/<env>__<exp_name>__<seed>__<time>, with -1, -2, ... if that name is taken (two runs
+    started in the same second)."""
+    base = os.path.join(args.runs_dir, f"{ENV_ID}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    for attempt in range(1000):
+        run_dir = f"{base}-{attempt}" if attempt else base
+        try:
+            os.makedirs(run_dir)
+            return run_dir
+        except FileExistsError:
+            continue
+        except OSError as error:
+            fail(f"--runs-dir {args.runs_dir!r} is not writable ({error.strerror})")
+    fail(f"--runs-dir {args.runs_dir!r}: 1000 runs named {os.path.basename(base)} exist")
+
+
+def read_checkpoint(run_dir):
+    """The checkpoint of `run_dir`; one line and exit 2 if it is missing, torn or not this script's."""
+    try:
+        with open(os.path.join(run_dir, "checkpoint.msgpack"), "rb") as f:
+            checkpoint = flax.serialization.msgpack_restore(f.read())
+    except OSError as error:
+        fail(f"--resume {run_dir}: cannot read {os.path.join(run_dir, 'checkpoint.msgpack')} ({error.strerror})")
+    except Exception:  # msgpack's own errors: a truncated or corrupt file
+        fail(f"--resume {run_dir}: checkpoint.msgpack is truncated or corrupt")
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        fail(f"--resume {run_dir}: checkpoint.msgpack is not a checkpoint of format {CHECKPOINT_FORMAT}")
+    if checkpoint["script"] != SCRIPT:
+        fail(f"--resume {run_dir}: its checkpoint was written by {checkpoint['script']}, not {SCRIPT}")
+    if set(checkpoint["args"]) != {field.name for field in dataclasses.fields(Args)}:
+        fail(f"--resume {run_dir}: its checkpoint has other options than this version of {SCRIPT}")
+    return checkpoint
+
+
+def resume_args(checkpoint):
+    """A resumed run's options: the checkpoint's, with the command line's on top. Only those that
+    change no number may differ, and the budget cannot end before the checkpoint."""
+    args = tyro.cli(Args, default=Args(**checkpoint["args"]))
+    for field in dataclasses.fields(Args):
+        given, saved = getattr(args, field.name), checkpoint["args"][field.name]
+        if field.name not in RESUME_MAY_CHANGE and given != saved:
+            fail(f"--{field.name.replace('_', '-')} must be the checkpoint's ({saved}) to resume, got {given}")
+    if args.num_updates < checkpoint["updates_done"]:
+        fail(f"--resume: the budget ({args.num_updates} updates) ends before the checkpoint's "
+             f"{checkpoint['updates_done']} updates")
+    return args
+
+
+def write_checkpoint(run_dir, args, seeds, updates_done, runner):
+    """Every seed's whole training state, written atomically (a temporary file, then os.replace):
+    a kill at any instant leaves the previous checkpoint or this one, never a torn file. The leaves
+    are saved flat (flax cannot serialise jumanji's State); their tree comes from a fresh runner."""
+    payload = {"format": CHECKPOINT_FORMAT, "script": SCRIPT, "args": dataclasses.asdict(args), "seeds": seeds,
+               "updates_done": updates_done, "leaves": [np.asarray(x) for x in jax.tree.leaves(runner)]}
+    path = os.path.join(run_dir, "checkpoint.msgpack")
+    with open(path + ".tmp", "wb") as f:
+        f.write(flax.serialization.msgpack_serialize(payload))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def restore_runner(checkpoint, fresh, run_dir):
+    """The checkpoint's leaves in the tree of a freshly initialised runner, if every leaf fits."""
+    leaves, fresh_leaves = checkpoint["leaves"], jax.tree.leaves(fresh)
+    if len(leaves) != len(fresh_leaves) or any(
+        (a.shape, a.dtype) != (b.shape, b.dtype) for a, b in zip(leaves, fresh_leaves)
+    ):
+        fail(f"--resume {run_dir}: the checkpoint's training state does not fit {SCRIPT}'s")
+    return jax.tree.unflatten(jax.tree.structure(fresh), [jnp.asarray(x) for x in leaves])
+
+
+def cut_log(run_dir, writers, global_step):
+    """Forgets what was logged after the checkpoint: the metrics.csv rows after it (whole rows
+    only), and in TensorBoard every later step (a SessionLog START event purges the steps at and
+    after its own)."""
+    csv_path = os.path.join(run_dir, "metrics.csv")
+    if os.path.exists(csv_path):
+        with open(csv_path) as f:
+            header, *rows = f.read().splitlines(keepends=True)
+        rows = [row for row in rows if row.endswith("\n") and int(row.split(",")[1]) <= global_step]
+        with open(csv_path + ".tmp", "w") as f:
+            f.write(header + "".join(rows))
+        os.replace(csv_path + ".tmp", csv_path)
+    for writer in writers:
+        writer.add_event(Event(wall_time=time.time(), step=global_step + 1,
+                               session_log=SessionLog(status=SessionLog.START)))
+
+
+def write_log_point(writers, csv_path, seeds, global_step, rows):
+    """One log point: a TensorBoard event per metric (an evaluation at the step of the policy it
+    scored) and each seed's metrics.csv row, all rows in one write: a crash leaves whole rows."""
+    for writer, row in zip(writers, rows):
+        eval_step = row.get("eval/global_step", global_step)
+        for name, value in row.items():
+            step = eval_step if name.startswith("eval/") else global_step
+            if name == "eval/global_step" or (isinstance(step, float) and math.isnan(step)):
+                continue  # no evaluation in this chunk
+            summary = Summary(value=[Summary.Value(tag=name, simple_value=float(value))])
+            writer.add_event(Event(wall_time=time.time(), step=int(step), summary=summary))
+        writer.flush()
+    if not os.path.exists(csv_path):
+        with open(csv_path, "w") as f:
+            f.write(",".join(["seed", "global_step", *rows[0]]) + "\n")
+    text = lambda v: str(v) if isinstance(v, int) else f"{v:.6g}"
+    with open(csv_path, "a") as f:
+        f.write("".join(f"{s},{global_step}," + ",".join(text(v) for v in row.values()) + "\n"
+                        for s, row in zip(seeds, rows)))
+
+
 def main():
     args = tyro.cli(Args)
+    checkpoint = read_checkpoint(args.resume) if args.resume else None
+    if checkpoint:
+        args = resume_args(checkpoint)
     check_args(args)
-    run_name = f"{common_envs.CHAIN_ENV_ID}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join(args.runs_dir, run_name)
-    try:
-        os.makedirs(run_dir)
-    except OSError as error:
-        print(f"error: --runs-dir {args.runs_dir!r} is not writable ({error.strerror})", file=sys.stderr)
-        sys.exit(2)
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump({"script": os.path.basename(__file__), **dataclasses.asdict(args)}, f, indent=2)
+    run_dir = args.resume or make_run_dir(args)
     seeds = list(range(args.seed, args.seed + args.num_seeds))
-    writers = [EventFileWriter(os.path.join(run_dir, f"seed{s}")) for s in seeds]
     csv_path = os.path.join(run_dir, "metrics.csv")
-    print(f"run: {run_dir} | seeds {seeds[0]}..{seeds[-1]} | devices {jax.devices()}", flush=True)
-
     fns = make_train(args)
-    runner = jax.jit(jax.vmap(fns.init))(jnp.asarray(seeds))
+    runner, done = jax.jit(jax.vmap(fns.init))(jnp.asarray(seeds)), 0
+    if checkpoint:  # checked before anything in the run directory changes
+        runner, done = restore_runner(checkpoint, runner, run_dir), checkpoint["updates_done"]
+    with open(os.path.join(run_dir, "args.json"), "w") as f:
+        json.dump({"script": SCRIPT, **dataclasses.asdict(args)}, f, indent=2)
+    writers = [EventFileWriter(os.path.join(run_dir, f"seed{s}")) for s in seeds]
+    if checkpoint:
+        cut_log(run_dir, writers, done * fns.steps_per_batch)
+    print(f"run: {run_dir} | seeds {seeds[0]}..{seeds[-1]} | devices {jax.devices()}"
+          + (f" | resumed at update {done}" if checkpoint else ""), flush=True)
+
     if jax.device_count() > 1:  # seeds are independent: split the seed axis over the devices
         mesh = jax.sharding.Mesh(jax.devices(), ("seeds",))
         runner = jax.device_put(runner, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
@@ -426,38 +577,35 @@ def main():
     interrupted = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, _: interrupted.append(signum))
-    start_time, done = time.time(), 0
+    start_time = last_checkpoint = time.time()
+    start_done, out_of_time = done, False
     try:
-        while done < args.num_updates and not interrupted:
+        while done < args.num_updates and not interrupted and not out_of_time:
             chunk = jnp.arange(done, min(done + chunk_size, args.num_updates))
             runner, metrics = (compiled if len(chunk) == chunk_size else train)(runner, chunk)
             metrics = jax.device_get(metrics)
-            if not metrics["finite"].all():
+            if not metrics["finite"].all():  # stops without a checkpoint: the last one is sound
                 seed_index, update_index = np.argwhere(~metrics["finite"])[0]
                 sys.exit(f"error: non-finite meta-gradient, γ or parameters at update {int(chunk[update_index])} "
                          f"of seed {seeds[seed_index]}; the log up to the previous chunk is in {run_dir}")
             done += len(chunk)
             global_step = done * fns.steps_per_batch  # inner-batch steps of one seed (the paper's x-axis)
-            rows = [summarize(metrics, i) for i in range(len(seeds))]
-            for writer, row in zip(writers, rows):
-                row["charts/SPS"] = global_step / (time.time() - start_time)
-                row["charts/env_steps_total"] = global_step * (1 if args.meta_lr == 0 else 2)
-                for name, value in row.items():
-                    summary = Summary(value=[Summary.Value(tag=name, simple_value=float(value))])
-                    writer.add_event(Event(wall_time=time.time(), step=global_step, summary=summary))
-                writer.flush()
-            if not os.path.exists(csv_path):
-                with open(csv_path, "w") as f:
-                    f.write(",".join(["seed", "global_step", *rows[0]]) + "\n")
-            with open(csv_path, "a") as f:  # whole rows in one write: a crash leaves a valid CSV
-                f.write("".join(f"{s},{global_step}," + ",".join(f"{v:.6g}" for v in row.values()) + "\n"
-                                for s, row in zip(seeds, rows)))
             elapsed = time.time() - start_time
+            sps = (done - start_done) * fns.steps_per_batch / elapsed
+            rows = [summarize(metrics, i, fns.steps_per_batch) for i in range(len(seeds))]
+            for row in rows:
+                row["charts/SPS"] = sps
+                row["charts/env_steps_total"] = global_step * (1 if args.meta_lr == 0 else 2)
+            write_log_point(writers, csv_path, seeds, global_step, rows)
             print(f"update {done}/{args.num_updates} | gamma {np.mean([r['meta/gamma'] for r in rows]):.4f} "
-                  f"| return {np.nanmean([r['charts/episodic_return'] for r in rows]):.3f} "
-                  f"| SPS {global_step / elapsed:,.0f} | ETA {(args.num_updates - done) * elapsed / done / 60:.1f} min",
-                  flush=True)
-        if args.save_model:  # θ and η of each seed, flax serialisation (also after an interrupt)
+                  f"| return {np.nanmean([r['charts/episodic_return'] for r in rows]):.3f} | SPS {sps:,.0f} "
+                  f"| ETA {(args.num_updates - done) * elapsed / (done - start_done) / 60:.1f} min", flush=True)
+            if args.checkpoint_every_s and time.time() - last_checkpoint >= args.checkpoint_every_s:
+                write_checkpoint(run_dir, args, seeds, done, runner)
+                last_checkpoint = time.time()
+            out_of_time = args.time_limit_s and time.time() - start_time >= args.time_limit_s
+        write_checkpoint(run_dir, args, seeds, done, runner)  # at the end, on a stop, at the time limit
+        if args.save_model:  # θ and η of each seed, flax serialisation (also after a stop)
             for i, s in enumerate(seeds):
                 state = jax.tree.map(lambda x: np.asarray(x[i]), {"params": runner.params, "meta_params": runner.meta_params})
                 with open(os.path.join(run_dir, f"seed{s}", "model.msgpack"), "wb") as f:
@@ -465,9 +613,14 @@ def main():
     finally:
         for writer in writers:
             writer.close()
+    resume = f"python {SCRIPT} --resume {run_dir}"
     if interrupted:
-        print(f"interrupted after {done} updates; the log is in {run_dir}", file=sys.stderr)
+        print(f"interrupted after {done} updates; the log is in {run_dir}; continue with: {resume}", file=sys.stderr)
         sys.exit(130)
+    if done < args.num_updates:
+        print(f"time limit reached after {done} updates; continue with: {resume}", flush=True)
+    else:
+        print(f"done: {run_dir} | python plot.py {run_dir} | tensorboard --logdir {os.path.dirname(run_dir)}")
 
 
 if __name__ == "__main__":

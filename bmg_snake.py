@@ -2,9 +2,12 @@
 with the outer critic of Bonnet, Midgley & Laterre (2022), "Debiasing Meta-Gradient Reinforcement Learning
 by Learning the Outer Value Function" (Section 5.2, Figure 3).
 
-    python bmg_snake.py                   # BMG: the target uses V^{π,γ}: biased
-    python bmg_snake.py --outer-critic    # the target uses V^{π,γ′}: γ rises faster, higher return
+    python bmg_snake.py                   # BMG: the target uses V^{π,γ}: biased, γ stays lower
+    python bmg_snake.py --outer-critic    # the target uses V^{π,γ′}: γ rises higher, higher return
     python bmg_snake.py --meta-lr 0       # A2C with γ fixed at --gamma-init
+    python bmg_snake.py --resume RUN_DIR  # continue a stopped run from its checkpoint
+
+What a run here measured is in the README (Snake section); the paper's budget is the default.
 """
 
 import dataclasses
@@ -24,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import tyro
-from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
@@ -54,7 +57,7 @@ class Args:
     outer_critic: bool = False
     """the outer loss uses V^{π,γ′} (the outer critic) instead of V^{π,γ} (the biased estimate)"""
     normalize_advantage: bool = False
-    """normalise the outer-loss advantage per outer batch (paper Appendix D.2, Figure 6)"""
+    """normalise the inner- and the outer-loss advantage per batch (paper Appendix D.2, Figure 6; as the reference)"""
     learning_rate: float = 5e-4
     """inner RMSProp learning rate α"""
     gae_lambda: float = 0.95
@@ -75,8 +78,16 @@ class Args:
     """outer λ′"""
     outer_ent_coef: float = 0.0
     """outer entropy coefficient c′_EN"""
+    eval_every: int = 150
+    """every K updates, score the policy on 512 fresh games, sampled and greedy (the reference's evaluation); 0 = off"""
     save_model: bool = False
     """write each seed's final θ and η to runs/<run_name>/seed<N>/model.msgpack (flax serialisation)"""
+    checkpoint_every_s: float = 300.0
+    """seconds of training between checkpoints (runs/<run_name>/checkpoint.msgpack); 0 = only at the end or on a stop"""
+    time_limit_s: float = 0.0
+    """end the run cleanly after this many seconds of training, with a checkpoint (0 = no limit)"""
+    resume: str = ""
+    """continue the run in this run directory from its checkpoint; options not given are the checkpoint's"""
 
     @property
     def num_updates(self) -> int:
@@ -90,6 +101,7 @@ def check_args(args: Args):
     rules = [
         ("--seed", args.seed, args.seed >= 0, "must be >= 0"),
         ("--num-seeds", args.num_seeds, args.num_seeds >= 1, "must be >= 1"),
+        ("--seed", args.seed, args.seed + args.num_seeds <= 2**31, "+ --num-seeds must be <= 2^31 (a JAX int32 key)"),
         ("--num-seeds", args.num_seeds, args.num_seeds % jax.device_count() == 0,
          f"must be a multiple of the {jax.device_count()} devices the seeds are split over"),
         ("--log-every", args.log_every, args.log_every >= 1, "must be >= 1"),
@@ -107,11 +119,19 @@ def check_args(args: Args):
         ("--outer-gamma", args.outer_gamma, 0 < args.outer_gamma <= 1, "must be in (0, 1]"),
         ("--outer-gae-lambda", args.outer_gae_lambda, 0 <= args.outer_gae_lambda <= 1, "must be in [0, 1]"),
         ("--outer-ent-coef", args.outer_ent_coef, args.outer_ent_coef >= 0, "must be >= 0"),
+        ("--eval-every", args.eval_every, args.eval_every >= 0, "must be >= 0"),
+        ("--checkpoint-every-s", args.checkpoint_every_s, args.checkpoint_every_s >= 0, "must be >= 0"),
+        ("--time-limit-s", args.time_limit_s, args.time_limit_s >= 0, "must be >= 0"),
     ]
     for option, value, ok, allowed in rules:
         if not ok:  # also catches NaN, for which every comparison is False
-            print(f"error: {option} {allowed}, got {value}", file=sys.stderr)
-            sys.exit(2)
+            fail(f"{option} {allowed}, got {value}")
+
+
+def fail(message):
+    """Bad input: one line on stderr and exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 # γ(η) = sigmoid(η): Snake's γ lives in (0, 1).
@@ -121,6 +141,14 @@ def gamma_fn(meta_params):
 
 def gamma_inverse(gamma):
     return math.log(gamma / (1.0 - gamma))
+
+
+# The reference's initialisation for every layer, output layers included: Haiku's default
+# (dm-haiku 0.0.7), weights truncated_normal(−2, 2) / sqrt(fan_in) with no correction for the
+# truncation (std 0.88 / sqrt(fan_in)), biases 0. flax's lecun_normal corrects for it, which
+# makes each layer 1.137× larger and, through the meta-optimiser's eps_root, γ's early steps too.
+# (flax divides the scale by the truncated normal's std, 0.8796; this scale cancels that.)
+HAIKU_INIT = nn.initializers.variance_scaling(0.87962566103423978**2, "fan_in", "truncated_normal")
 
 
 class Conv2x2(nn.Module):
@@ -134,7 +162,7 @@ class Conv2x2(nn.Module):
     @nn.compact
     def __call__(self, x):  # [..., H, W, C]
         *batch, height, width, channels = x.shape
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (2, 2, channels, self.features))
+        kernel = self.param("kernel", HAIKU_INIT, (2, 2, channels, self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         if self.stride == 2:  # H, W even: SAME pads nothing and the patches do not overlap
             patches = x.reshape(*batch, height // 2, 2, width // 2, 2, channels).swapaxes(-4, -3)
@@ -165,7 +193,7 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         for i, features in enumerate(self.features):
-            x = nn.Dense(features)(nn.relu(x) if i > 0 else x)
+            x = nn.Dense(features, kernel_init=HAIKU_INIT)(nn.relu(x) if i > 0 else x)
         return x
 
 
@@ -212,6 +240,7 @@ class RunnerState(NamedTuple):
     opt_state: optax.OptState
     meta_params: jax.Array  # η
     meta_opt_state: optax.OptState
+    target_opt_state: optax.OptState  # BMG's target optimiser (bmg_snake.py); MG has none: ()
     env_state: common_envs.EnvState
     obs: jax.Array
     key: jax.Array  # per-seed key; update i uses fold_in(key, i)
@@ -237,7 +266,16 @@ def gae(rewards, dones, values, gamma, lam):
 
 
 def normalize(x):
-    return (x - jnp.mean(x)) * jax.lax.rsqrt(jnp.var(x) + 1e-5)
+    """(x − mean) / std over the batch, the statistics under stop_gradient (as the reference): the
+    inner advantage stays live in γ(η), scaled by 1 / std."""
+    mean, var = jax.lax.stop_gradient((jnp.mean(x), jnp.var(x)))
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5)
+
+
+ENV_ID = common_envs.SNAKE_ENV_ID
+EVAL_METRICS = ("eval/episodic_return", "eval/episodic_return_greedy", "eval/episodic_length")
+EVAL_GAMES = 512  # the reference's total_num_eval
+EVAL_SEED = 20220101  # evaluation keys: fold_in(PRNGKey(EVAL_SEED), updates done), whatever the seed
 
 
 def make_train(args: Args):
@@ -245,7 +283,12 @@ def make_train(args: Args):
     num_steps = args.num_steps
     actor, critic = Actor(env.num_actions), Critic()
     optimizer = optax.rmsprop(args.learning_rate, decay=0.9)  # optax puts eps inside the sqrt
-    meta_optimizer = optax.chain(optax.clip_by_global_norm(args.max_grad_norm), optax.adam(args.meta_lr))
+    # As the reference (snake/training/setup_run.py): eps_root inside Adam's square root keeps
+    # the first meta-steps small while meta-gradients are ~1e-6 (with eps_root = 0 Adam takes
+    # full-size steps whatever the gradient's size, and γ rises far faster than the paper's).
+    meta_optimizer = optax.chain(optax.clip_by_global_norm(args.max_grad_norm),
+                                 optax.adam(args.meta_lr, eps_root=1e-8))
+    game = common_envs.snake_game()  # evaluation plays single games, without auto-reset
 
     def init(seed):
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
@@ -255,9 +298,9 @@ def make_train(args: Args):
         # An explicit dtype: a weak-typed η would change type after one update and recompile.
         meta_params = jnp.asarray(gamma_inverse(args.gamma_init), dtype=jnp.float32)
         obs, env_state = env.reset(env_key)
-        return RunnerState(
-            params, optimizer.init(params), meta_params, meta_optimizer.init(meta_params), env_state, obs, key
-        )
+        target_opt_state = optimizer.init(params)  # the target's own RMSProp state (the reference's)
+        return RunnerState(params, optimizer.init(params), meta_params, meta_optimizer.init(meta_params),
+                           target_opt_state, env_state, obs, key)
 
     def rollout(params, env_state, obs, key):
         def env_step(carry, step_key):
@@ -290,6 +333,8 @@ def make_train(args: Args):
         advantages, targets = gae(traj.reward, traj.done, inner_values, gamma, args.gae_lambda)
         _, outer_targets = gae(traj.reward, traj.done, outer_values, args.outer_gamma, args.outer_gae_lambda)
         log_prob, entropy = policy_terms(params, traj.obs, traj.action)
+        if args.normalize_advantage:  # the reference's flag normalises the inner advantage too
+            advantages = normalize(advantages)
         policy_loss = -jnp.mean(advantages * log_prob)
         inner_pred, outer_pred = critic.apply(params["critic"], traj.obs)
         value_loss = jnp.mean((targets - inner_pred) ** 2)
@@ -332,7 +377,7 @@ def make_train(args: Args):
             for name, v in zip(("inner_critic", "outer_critic"), values)
         }
         used = advantages["outer_critic" if args.outer_critic else "inner_critic"]
-        if args.normalize_advantage:  # statistics under stop_gradient (values already are)
+        if args.normalize_advantage:
             used = normalize(used)
         log_prob, entropy = policy_terms(params, traj.obs, traj.action)
         loss = -jnp.mean(used * log_prob) - args.outer_ent_coef * entropy
@@ -342,12 +387,14 @@ def make_train(args: Args):
             "meta/outer_advantage_outer_critic": jnp.mean(advantages["outer_critic"]),
         }
 
-    def meta_loss_grad(new_params, new_opt_state, outer_batch, outer_values):
-        """BMG (paper eq. 5): the target θ̃ is one more inner-optimiser step on the outer loss from
-        θ′, continuing θ′'s optimiser state (stop_gradient); the meta-loss is KL(π_θ̃ ‖ π_θ′)
-        averaged over the outer batch's states; returns ∇θ′ of it."""
+    def meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values):
+        """BMG (paper eq. 5): the target θ̃ is one RMSProp step on the outer loss from θ′
+        (stop_gradient), with the target's own optimiser state, carried from update to update so
+        that its second moment tracks outer-loss gradients only (the reference's
+        bootstrap_l_optimizer); the meta-loss is KL(π_θ̃ ‖ π_θ′) averaged over the outer batch's
+        states. Returns ∇θ′ of it and the target optimiser's new state."""
         outer_grads, metrics = jax.grad(outer_loss, has_aux=True)(new_params, outer_batch, outer_values)
-        target_updates, _ = optimizer.update(outer_grads, new_opt_state, new_params)
+        target_updates, target_opt_state = optimizer.update(outer_grads, target_opt_state, new_params)
         target = jax.lax.stop_gradient(optax.apply_updates(new_params, target_updates))
         target_log_pi = jax.nn.log_softmax(actor.apply(target["actor"], outer_batch.traj.obs))
 
@@ -356,7 +403,42 @@ def make_train(args: Args):
             return jnp.mean(jnp.sum(jnp.exp(target_log_pi) * (target_log_pi - log_pi), axis=-1))
 
         loss, grads = jax.value_and_grad(matching_loss)(new_params)
-        return grads, metrics | {"losses/meta_loss": loss}
+        return grads, target_opt_state, metrics | {"losses/meta_loss": loss}
+
+    def evaluate(actor_params, updates_done):
+        """The reference's evaluation: EVAL_GAMES fresh games played to their end (death, a full
+        board or the time limit) by the current policy, once sampling its actions and once
+        greedily. The keys depend on the update alone: every seed and every variant plays the
+        same boards, so comparisons are paired."""
+        reset_key, action_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(EVAL_SEED), updates_done))
+        boards, first = jax.vmap(game.reset)(jax.random.split(reset_key, EVAL_GAMES))
+        both = lambda x: jnp.concatenate([x, x])  # each board twice: sampled actions, then greedy ones
+
+        def playing(carry):
+            t, _, _, alive, _, _ = carry
+            return (t < common_envs.SNAKE_TIME_LIMIT) & jnp.any(alive)
+
+        def play(carry):
+            t, state, obs, alive, episode_return, episode_length = carry
+            logits = actor.apply(actor_params, obs)
+            sampled = jax.random.categorical(jax.random.fold_in(action_key, t), logits[:EVAL_GAMES])
+            action = jnp.concatenate([sampled, jnp.argmax(logits[EVAL_GAMES:], axis=-1)])
+            state, timestep = jax.vmap(game.step)(state, action)
+            episode_return += jnp.where(alive, timestep.reward, 0.0)
+            episode_length += alive
+            alive &= ~timestep.last()  # a finished game plays on unseen: its moves count for nothing
+            return t + 1, state, timestep.observation.grid, alive, episode_return, episode_length
+
+        start = (jnp.int32(0), jax.tree.map(both, boards), both(first.observation.grid),
+                 jnp.ones(2 * EVAL_GAMES, bool), jnp.zeros(2 * EVAL_GAMES), jnp.zeros(2 * EVAL_GAMES, jnp.int32))
+        *_, episode_return, episode_length = jax.lax.while_loop(playing, play, start)
+        return {"eval/episodic_return": jnp.mean(episode_return[:EVAL_GAMES]),
+                "eval/episodic_return_greedy": jnp.mean(episode_return[EVAL_GAMES:]),
+                "eval/episodic_length": jnp.mean(episode_length[:EVAL_GAMES].astype(jnp.float32)),
+                "eval/updates_done": updates_done}
+
+    def no_evaluation(actor_params, updates_done):
+        return {name: jnp.nan for name in EVAL_METRICS} | {"eval/updates_done": jnp.int32(-1)}
 
     def update(runner: RunnerState, update_index):
         key_inner, key_outer = jax.random.split(jax.random.fold_in(runner.key, update_index))
@@ -369,12 +451,14 @@ def make_train(args: Args):
         if args.meta_lr == 0:  # A2C: no outer batch, no meta-gradient, γ fixed
             new_params, (new_opt_state, metrics) = inner_update(meta_params, *inner_args)
             meta_grad, meta_opt_state = jnp.zeros_like(meta_params), runner.meta_opt_state
+            target_opt_state = runner.target_opt_state
             metrics |= {k: jnp.nan for k in OUTER_METRICS}
         else:
             new_params, new_opt_state, metrics, meta_vjp = inner_update_and_vjp(meta_params, *inner_args)
             env_state, obs, outer_batch = rollout(new_params, env_state, obs, key_outer)
             outer_values = baseline_values(new_params, outer_batch)
-            cotangent, meta_metrics = meta_loss_grad(new_params, new_opt_state, outer_batch, outer_values)
+            cotangent, target_opt_state, meta_metrics = meta_loss_grad(
+                new_params, runner.target_opt_state, outer_batch, outer_values)
             meta_grad = meta_vjp(cotangent)
             meta_updates, meta_opt_state = meta_optimizer.update(meta_grad, runner.meta_opt_state)
             meta_params = optax.apply_updates(meta_params, meta_updates)
@@ -391,7 +475,12 @@ def make_train(args: Args):
             "episodes/count": sum(jnp.sum(t.done) for t in sampled).astype(jnp.float32),
             "finite": finite,
         }
-        runner = RunnerState(new_params, new_opt_state, meta_params, meta_opt_state, env_state, obs, runner.key)
+        if args.eval_every:  # the policy after update_index + 1 updates, scored as the reference did
+            updates_done = update_index + 1
+            metrics |= jax.lax.cond(updates_done % args.eval_every == 0, evaluate, no_evaluation,
+                                    new_params["actor"], updates_done)
+        runner = RunnerState(new_params, new_opt_state, meta_params, meta_opt_state, target_opt_state,
+                             env_state, obs, runner.key)
         return runner, metrics
 
     def train(runner: RunnerState, update_indices):
@@ -399,8 +488,9 @@ def make_train(args: Args):
         return jax.lax.scan(update, runner, update_indices)
 
     return SimpleNamespace(init=init, train=train, rollout=rollout, baseline_values=baseline_values,
-        inner_update=inner_update, inner_update_and_vjp=inner_update_and_vjp, outer_loss=outer_loss,
-        meta_loss_grad=meta_loss_grad, steps_per_batch=num_steps * args.num_envs)
+        inner_loss=inner_loss, inner_update=inner_update, inner_update_and_vjp=inner_update_and_vjp, outer_loss=outer_loss,
+        meta_loss_grad=meta_loss_grad, evaluate=evaluate, meta_optimizer=meta_optimizer,
+        steps_per_batch=num_steps * args.num_envs)
 
 
 OUTER_METRICS = ("meta/outer_advantage", "meta/outer_advantage_inner_critic",
@@ -409,35 +499,165 @@ OUTER_METRICS = ("meta/outer_advantage", "meta/outer_advantage_inner_critic",
 LAST_VALUE_METRICS = ("meta/gamma",)
 
 
-def summarize(metrics, seed_index):
-    """One log point of one seed from a chunk's stacked metrics (numpy, [seeds, updates])."""
+def summarize(metrics, seed_index, steps_per_batch):
+    """One log point of one seed from a chunk's stacked metrics (numpy, [seeds, updates]). An
+    evaluation is logged with the step of the policy it scored (eval/global_step); nan where the
+    chunk held none."""
     seed = {name: values[seed_index] for name, values in metrics.items()}
     count = max(seed["episodes/count"].sum(), 1)
     row = {"charts/episodic_return": seed["episodes/return_sum"].sum() / count,
            "charts/episodic_length": seed["episodes/length_sum"].sum() / count}
-    return row | {name: values[-1] if name in LAST_VALUE_METRICS else values.mean()
-                  for name, values in seed.items() if not name.startswith("episodes/") and name != "finite"}
+    row |= {name: values[-1] if name in LAST_VALUE_METRICS else values.mean()
+            for name, values in seed.items() if not name.startswith(("episodes/", "eval/")) and name != "finite"}
+    if "eval/updates_done" in seed:
+        evaluated = np.flatnonzero(seed["eval/updates_done"] >= 0)
+        last = evaluated[-1] if len(evaluated) else None  # the chunk's last evaluation
+        row |= {name: np.nan if last is None else seed[name][last] for name in EVAL_METRICS}
+        row["eval/global_step"] = np.nan if last is None else int(seed["eval/updates_done"][last]) * steps_per_batch
+    return row
+
+
+# --------------------------------------------------------------------------------------------
+# Running: the run directory, logs, checkpoints and --resume (the same in the four scripts)
+# --------------------------------------------------------------------------------------------
+SCRIPT = os.path.basename(__file__)
+CHECKPOINT_FORMAT = 1
+# What --resume may change: nothing here changes a number of the run (the budget may only grow).
+RESUME_MAY_CHANGE = ("total_timesteps", "num_updates", "log_every", "checkpoint_every_s", "time_limit_s",
+                     "runs_dir", "save_model", "resume")
+
+
+def make_run_dir(args):
+    """runs/<env>__<exp_name>__<seed>__<time>, with -1, -2, ... if that name is taken (two runs
+    started in the same second)."""
+    base = os.path.join(args.runs_dir, f"{ENV_ID}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    for attempt in range(1000):
+        run_dir = f"{base}-{attempt}" if attempt else base
+        try:
+            os.makedirs(run_dir)
+            return run_dir
+        except FileExistsError:
+            continue
+        except OSError as error:
+            fail(f"--runs-dir {args.runs_dir!r} is not writable ({error.strerror})")
+    fail(f"--runs-dir {args.runs_dir!r}: 1000 runs named {os.path.basename(base)} exist")
+
+
+def read_checkpoint(run_dir):
+    """The checkpoint of `run_dir`; one line and exit 2 if it is missing, torn or not this script's."""
+    try:
+        with open(os.path.join(run_dir, "checkpoint.msgpack"), "rb") as f:
+            checkpoint = flax.serialization.msgpack_restore(f.read())
+    except OSError as error:
+        fail(f"--resume {run_dir}: cannot read {os.path.join(run_dir, 'checkpoint.msgpack')} ({error.strerror})")
+    except Exception:  # msgpack's own errors: a truncated or corrupt file
+        fail(f"--resume {run_dir}: checkpoint.msgpack is truncated or corrupt")
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        fail(f"--resume {run_dir}: checkpoint.msgpack is not a checkpoint of format {CHECKPOINT_FORMAT}")
+    if checkpoint["script"] != SCRIPT:
+        fail(f"--resume {run_dir}: its checkpoint was written by {checkpoint['script']}, not {SCRIPT}")
+    if set(checkpoint["args"]) != {field.name for field in dataclasses.fields(Args)}:
+        fail(f"--resume {run_dir}: its checkpoint has other options than this version of {SCRIPT}")
+    return checkpoint
+
+
+def resume_args(checkpoint):
+    """A resumed run's options: the checkpoint's, with the command line's on top. Only those that
+    change no number may differ, and the budget cannot end before the checkpoint."""
+    args = tyro.cli(Args, default=Args(**checkpoint["args"]))
+    for field in dataclasses.fields(Args):
+        given, saved = getattr(args, field.name), checkpoint["args"][field.name]
+        if field.name not in RESUME_MAY_CHANGE and given != saved:
+            fail(f"--{field.name.replace('_', '-')} must be the checkpoint's ({saved}) to resume, got {given}")
+    if args.num_updates < checkpoint["updates_done"]:
+        fail(f"--resume: the budget ({args.num_updates} updates) ends before the checkpoint's "
+             f"{checkpoint['updates_done']} updates")
+    return args
+
+
+def write_checkpoint(run_dir, args, seeds, updates_done, runner):
+    """Every seed's whole training state, written atomically (a temporary file, then os.replace):
+    a kill at any instant leaves the previous checkpoint or this one, never a torn file. The leaves
+    are saved flat (flax cannot serialise jumanji's State); their tree comes from a fresh runner."""
+    payload = {"format": CHECKPOINT_FORMAT, "script": SCRIPT, "args": dataclasses.asdict(args), "seeds": seeds,
+               "updates_done": updates_done, "leaves": [np.asarray(x) for x in jax.tree.leaves(runner)]}
+    path = os.path.join(run_dir, "checkpoint.msgpack")
+    with open(path + ".tmp", "wb") as f:
+        f.write(flax.serialization.msgpack_serialize(payload))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def restore_runner(checkpoint, fresh, run_dir):
+    """The checkpoint's leaves in the tree of a freshly initialised runner, if every leaf fits."""
+    leaves, fresh_leaves = checkpoint["leaves"], jax.tree.leaves(fresh)
+    if len(leaves) != len(fresh_leaves) or any(
+        (a.shape, a.dtype) != (b.shape, b.dtype) for a, b in zip(leaves, fresh_leaves)
+    ):
+        fail(f"--resume {run_dir}: the checkpoint's training state does not fit {SCRIPT}'s")
+    return jax.tree.unflatten(jax.tree.structure(fresh), [jnp.asarray(x) for x in leaves])
+
+
+def cut_log(run_dir, writers, global_step):
+    """Forgets what was logged after the checkpoint: the metrics.csv rows after it (whole rows
+    only), and in TensorBoard every later step (a SessionLog START event purges the steps at and
+    after its own)."""
+    csv_path = os.path.join(run_dir, "metrics.csv")
+    if os.path.exists(csv_path):
+        with open(csv_path) as f:
+            header, *rows = f.read().splitlines(keepends=True)
+        rows = [row for row in rows if row.endswith("\n") and int(row.split(",")[1]) <= global_step]
+        with open(csv_path + ".tmp", "w") as f:
+            f.write(header + "".join(rows))
+        os.replace(csv_path + ".tmp", csv_path)
+    for writer in writers:
+        writer.add_event(Event(wall_time=time.time(), step=global_step + 1,
+                               session_log=SessionLog(status=SessionLog.START)))
+
+
+def write_log_point(writers, csv_path, seeds, global_step, rows):
+    """One log point: a TensorBoard event per metric (an evaluation at the step of the policy it
+    scored) and each seed's metrics.csv row, all rows in one write: a crash leaves whole rows."""
+    for writer, row in zip(writers, rows):
+        eval_step = row.get("eval/global_step", global_step)
+        for name, value in row.items():
+            step = eval_step if name.startswith("eval/") else global_step
+            if name == "eval/global_step" or (isinstance(step, float) and math.isnan(step)):
+                continue  # no evaluation in this chunk
+            summary = Summary(value=[Summary.Value(tag=name, simple_value=float(value))])
+            writer.add_event(Event(wall_time=time.time(), step=int(step), summary=summary))
+        writer.flush()
+    if not os.path.exists(csv_path):
+        with open(csv_path, "w") as f:
+            f.write(",".join(["seed", "global_step", *rows[0]]) + "\n")
+    text = lambda v: str(v) if isinstance(v, int) else f"{v:.6g}"
+    with open(csv_path, "a") as f:
+        f.write("".join(f"{s},{global_step}," + ",".join(text(v) for v in row.values()) + "\n"
+                        for s, row in zip(seeds, rows)))
 
 
 def main():
     args = tyro.cli(Args)
+    checkpoint = read_checkpoint(args.resume) if args.resume else None
+    if checkpoint:
+        args = resume_args(checkpoint)
     check_args(args)
-    run_name = f"{common_envs.SNAKE_ENV_ID}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join(args.runs_dir, run_name)
-    try:
-        os.makedirs(run_dir)
-    except OSError as error:
-        print(f"error: --runs-dir {args.runs_dir!r} is not writable ({error.strerror})", file=sys.stderr)
-        sys.exit(2)
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump({"script": os.path.basename(__file__), **dataclasses.asdict(args)}, f, indent=2)
+    run_dir = args.resume or make_run_dir(args)
     seeds = list(range(args.seed, args.seed + args.num_seeds))
-    writers = [EventFileWriter(os.path.join(run_dir, f"seed{s}")) for s in seeds]
     csv_path = os.path.join(run_dir, "metrics.csv")
-    print(f"run: {run_dir} | seeds {seeds[0]}..{seeds[-1]} | devices {jax.devices()}", flush=True)
-
     fns = make_train(args)
-    runner = jax.jit(jax.vmap(fns.init))(jnp.asarray(seeds))
+    runner, done = jax.jit(jax.vmap(fns.init))(jnp.asarray(seeds)), 0
+    if checkpoint:  # checked before anything in the run directory changes
+        runner, done = restore_runner(checkpoint, runner, run_dir), checkpoint["updates_done"]
+    with open(os.path.join(run_dir, "args.json"), "w") as f:
+        json.dump({"script": SCRIPT, **dataclasses.asdict(args)}, f, indent=2)
+    writers = [EventFileWriter(os.path.join(run_dir, f"seed{s}")) for s in seeds]
+    if checkpoint:
+        cut_log(run_dir, writers, done * fns.steps_per_batch)
+    print(f"run: {run_dir} | seeds {seeds[0]}..{seeds[-1]} | devices {jax.devices()}"
+          + (f" | resumed at update {done}" if checkpoint else ""), flush=True)
+
     if jax.device_count() > 1:  # seeds are independent: split the seed axis over the devices
         mesh = jax.sharding.Mesh(jax.devices(), ("seeds",))
         runner = jax.device_put(runner, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
@@ -452,38 +672,35 @@ def main():
     interrupted = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, _: interrupted.append(signum))
-    start_time, done = time.time(), 0
+    start_time = last_checkpoint = time.time()
+    start_done, out_of_time = done, False
     try:
-        while done < args.num_updates and not interrupted:
+        while done < args.num_updates and not interrupted and not out_of_time:
             chunk = jnp.arange(done, min(done + chunk_size, args.num_updates))
             runner, metrics = (compiled if len(chunk) == chunk_size else train)(runner, chunk)
             metrics = jax.device_get(metrics)
-            if not metrics["finite"].all():
+            if not metrics["finite"].all():  # stops without a checkpoint: the last one is sound
                 seed_index, update_index = np.argwhere(~metrics["finite"])[0]
                 sys.exit(f"error: non-finite meta-gradient, γ or parameters at update {int(chunk[update_index])} "
                          f"of seed {seeds[seed_index]}; the log up to the previous chunk is in {run_dir}")
             done += len(chunk)
             global_step = done * fns.steps_per_batch  # inner-batch steps of one seed (the paper's x-axis)
-            rows = [summarize(metrics, i) for i in range(len(seeds))]
-            for writer, row in zip(writers, rows):
-                row["charts/SPS"] = global_step / (time.time() - start_time)
-                row["charts/env_steps_total"] = global_step * (1 if args.meta_lr == 0 else 2)
-                for name, value in row.items():
-                    summary = Summary(value=[Summary.Value(tag=name, simple_value=float(value))])
-                    writer.add_event(Event(wall_time=time.time(), step=global_step, summary=summary))
-                writer.flush()
-            if not os.path.exists(csv_path):
-                with open(csv_path, "w") as f:
-                    f.write(",".join(["seed", "global_step", *rows[0]]) + "\n")
-            with open(csv_path, "a") as f:  # whole rows in one write: a crash leaves a valid CSV
-                f.write("".join(f"{s},{global_step}," + ",".join(f"{v:.6g}" for v in row.values()) + "\n"
-                                for s, row in zip(seeds, rows)))
             elapsed = time.time() - start_time
+            sps = (done - start_done) * fns.steps_per_batch / elapsed
+            rows = [summarize(metrics, i, fns.steps_per_batch) for i in range(len(seeds))]
+            for row in rows:
+                row["charts/SPS"] = sps
+                row["charts/env_steps_total"] = global_step * (1 if args.meta_lr == 0 else 2)
+            write_log_point(writers, csv_path, seeds, global_step, rows)
             print(f"update {done}/{args.num_updates} | gamma {np.mean([r['meta/gamma'] for r in rows]):.4f} "
-                  f"| return {np.nanmean([r['charts/episodic_return'] for r in rows]):.3f} "
-                  f"| SPS {global_step / elapsed:,.0f} | ETA {(args.num_updates - done) * elapsed / done / 60:.1f} min",
-                  flush=True)
-        if args.save_model:  # θ and η of each seed, flax serialisation (also after an interrupt)
+                  f"| return {np.nanmean([r['charts/episodic_return'] for r in rows]):.3f} | SPS {sps:,.0f} "
+                  f"| ETA {(args.num_updates - done) * elapsed / (done - start_done) / 60:.1f} min", flush=True)
+            if args.checkpoint_every_s and time.time() - last_checkpoint >= args.checkpoint_every_s:
+                write_checkpoint(run_dir, args, seeds, done, runner)
+                last_checkpoint = time.time()
+            out_of_time = args.time_limit_s and time.time() - start_time >= args.time_limit_s
+        write_checkpoint(run_dir, args, seeds, done, runner)  # at the end, on a stop, at the time limit
+        if args.save_model:  # θ and η of each seed, flax serialisation (also after a stop)
             for i, s in enumerate(seeds):
                 state = jax.tree.map(lambda x: np.asarray(x[i]), {"params": runner.params, "meta_params": runner.meta_params})
                 with open(os.path.join(run_dir, f"seed{s}", "model.msgpack"), "wb") as f:
@@ -491,9 +708,14 @@ def main():
     finally:
         for writer in writers:
             writer.close()
+    resume = f"python {SCRIPT} --resume {run_dir}"
     if interrupted:
-        print(f"interrupted after {done} updates; the log is in {run_dir}", file=sys.stderr)
+        print(f"interrupted after {done} updates; the log is in {run_dir}; continue with: {resume}", file=sys.stderr)
         sys.exit(130)
+    if done < args.num_updates:
+        print(f"time limit reached after {done} updates; continue with: {resume}", flush=True)
+    else:
+        print(f"done: {run_dir} | python plot.py {run_dir} | tensorboard --logdir {os.path.dirname(run_dir)}")
 
 
 if __name__ == "__main__":

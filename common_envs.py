@@ -155,6 +155,11 @@ SNAKE_NUM_ACTIONS = 4  # up, right, down, left
 SNAKE_OBS_SHAPE = (SNAKE_NUM_ROWS, SNAKE_NUM_COLS, 5)
 
 
+def snake_game():
+    """One Snake 6×6 game as jumanji defines it (no auto-reset): what evaluation plays."""
+    return jumanji.make("Snake-v1", num_rows=SNAKE_NUM_ROWS, num_cols=SNAKE_NUM_COLS, time_limit=SNAKE_TIME_LIMIT)
+
+
 def make_snake(num_envs: int) -> BatchedEnv:
     """`num_envs` Snake 6×6 games, auto-resetting, with episode bookkeeping.
 
@@ -163,7 +168,7 @@ def make_snake(num_envs: int) -> BatchedEnv:
     After it, `next_obs` is already the first observation of the next episode. No action
     masking (as in the paper): a move into a wall or the body ends the episode.
     """
-    env = jumanji.make("Snake-v1", num_rows=SNAKE_NUM_ROWS, num_cols=SNAKE_NUM_COLS, time_limit=SNAKE_TIME_LIMIT)
+    env = snake_game()
 
     def step_one(key, env_state, action):
         env_state, timestep = env.step(env_state, action)

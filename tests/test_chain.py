@@ -23,7 +23,7 @@ SCRIPTS = {"mg": mg_chain, "bmg": bmg_chain}
 
 
 def prefer_chain0(params, log_odds=math.log(16.0)):
-    """π(0 | s0) = 0.8 through the weight on c (DESIGN.md: a bias would change every state)."""
+    """π(0 | s0) = 0.8 through the weight on c (a bias would change the policy at every state)."""
     kernel = params["actor"]["params"]["Dense_0"]["kernel"]
     params["actor"]["params"]["Dense_0"]["kernel"] = kernel.at[0, 0].set(-log_odds)
     return params
@@ -116,7 +116,7 @@ def test_last_step_is_terminal_and_bootstraps_nothing():
 # Meta-gradients against finite differences of the surrogate (float64)
 # --------------------------------------------------------------------------------------------
 def meta_gradient_setup(module, **overrides):
-    """Fixed inner and outer batches and every stop_gradient quantity at η0 (DESIGN.md)."""
+    """Fixed inner and outer batches and every stop_gradient quantity held at η0 (the surrogate)."""
     args = dataclasses.replace(module.Args(), num_envs=16, **overrides)
     fns = module.make_train(args)
     runner = fns.init(0)
@@ -136,7 +136,7 @@ def meta_gradient_setup(module, **overrides):
     # The meta-gradient exactly as the script's update computes it: vjp of θ′(η) (its actor
     # part), cotangent from the meta-loss, which must not depend on the critic part of θ′.
     new_params, new_opt_state, _, meta_vjp = fns.inner_update_and_vjp(eta0, params, opt_state, inner_batch, inner_values)
-    cotangent, _ = fns.meta_loss_grad(new_params, new_opt_state, outer_batch, outer_values)
+    cotangent, _, _ = fns.meta_loss_grad(new_params, runner.target_opt_state, outer_batch, outer_values)
     assert all(np.all(leaf == 0) for leaf in jax.tree.leaves(cotangent["critic"]))
     autodiff = meta_vjp(cotangent)
     return fns, eta0, new_params_of, new_params0, new_opt_state0, outer_batch, outer_values, float(autodiff)
@@ -325,3 +325,31 @@ def test_cli_a2c_counts_only_inner_steps(tmp_path):
     row = dict(zip(header, row))
     assert float(row["charts/env_steps_total"]) == float(row["global_step"]) == 1600
     assert float(row["meta/gamma"]) == pytest.approx(0.97, abs=1e-6)
+
+
+@pytest.mark.parametrize("module", [mg_chain, bmg_chain])
+def test_normalize_advantage_normalises_the_inner_advantage_with_fixed_statistics(module):
+    # As the reference's one `normalise` flag: the inner policy loss uses (A − mean) / std of the
+    # batch, the statistics under stop_gradient, so A's derivative in γ (the meta-gradient's
+    # path) is scaled by 1 / std, not removed.
+    fns = module.make_train(module.Args(num_envs=16, normalize_advantage=True))
+    runner = fns.init(0)
+    params = prefer_chain0(runner.params)
+    _, _, batch = fns.rollout(params, runner.env_state, runner.obs, jax.random.PRNGKey(1))
+    traj = batch.traj
+
+    def by_hand(gamma, statistics=None):
+        values = fns.baseline_values(params, batch, 0.95)
+        advantages, _ = module.gae(traj.reward, traj.done, values[0], gamma, 0.0)
+        mean, std = statistics or (jnp.mean(advantages), jnp.std(advantages))
+        log_prob = jax.nn.log_softmax(module.Actor(5).apply(params["actor"], traj.obs))
+        log_prob = jnp.take_along_axis(log_prob, traj.action[..., None], axis=-1)[..., 0]
+        return -jnp.mean((advantages - mean) / jnp.sqrt(std**2 + 1e-5) * log_prob), (mean, std)
+
+    loss = lambda gamma: fns.inner_loss(params, batch, fns.baseline_values(params, batch, 0.95), gamma)[1][
+        "losses/policy_loss"]
+    expected, statistics = by_hand(0.95)
+    assert float(loss(0.95)) == pytest.approx(float(expected), rel=1e-5)
+    held = jax.grad(lambda g: by_hand(g, jax.lax.stop_gradient(statistics))[0])(0.95)
+    assert float(held) != 0.0
+    assert float(jax.grad(loss)(0.95)) == pytest.approx(float(held), rel=1e-4)

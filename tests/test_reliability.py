@@ -6,17 +6,12 @@ import csv
 import io
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
-import flax.serialization
-import jax
 import numpy as np
 import pytest
 import tyro
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT
 
@@ -48,35 +43,6 @@ def only_run(tmp_path):
     return str(run_dir)
 
 
-@pytest.mark.parametrize(
-    "script, signum",
-    [("mg_chain.py", signal.SIGINT), ("bmg_chain.py", signal.SIGTERM),
-     ("mg_snake.py", signal.SIGINT), ("bmg_snake.py", signal.SIGTERM)],
-)
-def test_interrupt_keeps_every_log_point(script, signum, tmp_path):
-    process = subprocess.Popen(
-        command(script, *ENDLESS[script], "--runs-dir", str(tmp_path)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline:  # wait for two log points, then interrupt mid-run
-        time.sleep(0.5)
-        runs = list(tmp_path.iterdir())
-        path = runs and os.path.join(runs[0], "metrics.csv")
-        if path and os.path.exists(path) and len(open(path).read().splitlines()) >= 3:
-            break
-    process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert "interrupted after" in stderr
-    rows = read_csv(only_run(tmp_path))
-    printed = stdout.count("| gamma ")
-    assert len(rows) == printed >= 2  # every log point printed is on disk
-    accumulator = EventAccumulator(os.path.join(only_run(tmp_path), "seed0"))
-    accumulator.Reload()
-    assert len(accumulator.Scalars("meta/gamma")) == printed
-
-
 @pytest.mark.parametrize("script", CHAIN + SNAKE)
 def test_non_finite_values_stop_the_run_with_a_message(script, tmp_path):
     # An absurd inner learning rate sends the learned critic's weights to ±inf within one update.
@@ -90,43 +56,6 @@ def test_non_finite_values_stop_the_run_with_a_message(script, tmp_path):
     assert os.path.exists(os.path.join(only_run(tmp_path), "args.json"))
 
 
-@pytest.mark.parametrize("script", CHAIN + SNAKE)
-def test_same_command_same_numbers_and_saved_model(script, tmp_path):
-    runs = []
-    for attempt in ("a", "b"):
-        runs_dir = tmp_path / attempt
-        result = subprocess.run(
-            command(script, *BUDGET[script], "--num-seeds", "2", "--outer-critic", "--save-model",
-                    "--runs-dir", str(runs_dir)),
-            capture_output=True, text=True, timeout=300,
-        )
-        assert result.returncode == 0, result.stderr
-        runs.append(only_run(runs_dir))
-    first, second = (read_csv(r) for r in runs)
-    for row in first + second:
-        del row["charts/SPS"]  # wall-clock
-    assert first == second
-
-    # The saved model reproduces the last logged policy and γ of each seed.
-    module = __import__(script[: -len(".py")])
-    fns = module.make_train(module.Args(num_envs=8))
-    for seed in (0, 1):
-        with open(os.path.join(runs[0], f"seed{seed}", "model.msgpack"), "rb") as f:
-            saved = flax.serialization.msgpack_restore(f.read())
-        last = [row for row in first if row["seed"] == str(seed)][-1]
-        gamma = float(module.gamma_fn(saved["meta_params"]))
-        assert gamma == pytest.approx(float(last["meta/gamma"]), rel=1e-5)
-        params = jax.tree.map(np.asarray, saved["params"])
-        fresh = fns.init(seed).params
-        assert jax.tree.structure(params) == jax.tree.structure(fresh)
-        if script in CHAIN:  # the chain logs the policy at s0: the saved actor reproduces it
-            policy = np.asarray(fns.pi_s0(params))
-            for k, p in enumerate(policy):
-                assert p == pytest.approx(float(last[f"policy/p_chain{k}"]), rel=1e-5)
-        else:  # trained parameters, not the initial ones
-            assert not np.allclose(jax.tree.leaves(params)[0], jax.tree.leaves(fresh)[0])
-
-
 # --------------------------------------------------------------------------------------------
 # Bad input: every bounded option of every script, one line on stderr and exit code 2
 # --------------------------------------------------------------------------------------------
@@ -136,10 +65,12 @@ BAD_EVERYWHERE = [
     ["--ent-coef", "-0.01"], ["--vf-coef", "-1"], ["--gamma-init", "nan"], ["--meta-lr", "-0.1"],
     ["--max-grad-norm", "0"], ["--max-grad-norm", "-1"], ["--max-grad-norm", "nan"], ["--outer-gamma", "0"],
     ["--outer-gamma", "1.5"], ["--outer-gae-lambda", "2"], ["--outer-ent-coef", "-1"],
+    ["--num-seeds", "2", "--seed", "2147483647"], ["--seed", "99999999999"], ["--checkpoint-every-s", "-1"],
+    ["--checkpoint-every-s", "nan"], ["--time-limit-s", "-5"],
 ]
 BAD_CHAIN = [["--mapping-seed", "5"], ["--mapping-seed", "-1"], ["--num-updates", "0"], ["--gamma-init", "0.9"],
              ["--gamma-init", "1.0"], ["--gamma-init", "1.5"]]
-BAD_SNAKE = [["--num-steps", "0"], ["--total-timesteps", "2559"],  # less than one 512 × 5 batch
+BAD_SNAKE = [["--eval-every", "-1"], ["--num-steps", "0"], ["--total-timesteps", "2559"],  # less than one 512 × 5 batch
              ["--num-envs", "8", "--total-timesteps", "39"], ["--gamma-init", "0"], ["--gamma-init", "1.0"]]
 MODULES = {"mg_chain.py": mg_chain, "bmg_chain.py": bmg_chain, "mg_snake.py": mg_snake, "bmg_snake.py": bmg_snake}
 BAD_INPUT = [(script, flags) for script in CHAIN + SNAKE
@@ -201,7 +132,10 @@ def test_seeds_sharded_over_two_devices_give_the_single_device_numbers(script, t
     dump = {"XLA_FLAGS": f"{TWO_DEVICES['XLA_FLAGS']} --xla_dump_to={tmp_path / 'hlo'} --xla_dump_hlo_as_text "
                          "--xla_dump_hlo_module_re=jit_train"}
     rows = []
-    for name, env in (("one", os.environ), ("two", {**TWO_DEVICES, **dump})):
+    # No compilation cache here: XLA dumps only what it compiles.
+    uncached = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")
+                and k != "JAX_COMPILATION_CACHE_DIR"}
+    for name, env in (("one", uncached), ("two", {**uncached, **TWO_DEVICES, **dump})):
         result = subprocess.run(command(script, *flags, "--runs-dir", str(tmp_path / name)), env=env,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
@@ -220,7 +154,7 @@ def test_seeds_sharded_over_two_devices_give_the_single_device_numbers(script, t
                 atol = 1e-7 if name == "losses/meta_loss" else 0.0
                 np.testing.assert_allclose(float(b[name]), float(a[name]), rtol=1e-5, atol=atol, err_msg=name)
     # Each device runs its own seed and nothing crosses between them: the partitioned chunk holds
-    # one seed per device and no collective (DESIGN.md, "Facts that decide speed"), and no host
+    # one seed per device and no collective, and no host
     # callback (jax.debug.print and friends would be one): the host sees a chunk's metrics only at its end.
     (hlo,) = (tmp_path / "hlo").glob("*jit_train.cpu_after_optimizations.txt")
     text = hlo.read_text()

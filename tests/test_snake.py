@@ -109,7 +109,7 @@ def test_gae_gradient_in_gamma_matches_finite_difference():
 def test_patch_convolution_equals_nn_conv(stride, shape):
     x = jax.random.normal(jax.random.PRNGKey(0), (4, 3, *shape))  # two batch dimensions
     ours = mg_snake.Conv2x2(32, stride=stride)
-    conv = nn.Conv(32, (2, 2), strides=stride, padding="SAME")
+    conv = nn.Conv(32, (2, 2), strides=stride, padding="SAME", kernel_init=mg_snake.HAIKU_INIT)
     params = conv.init(jax.random.PRNGKey(1), x)
     # The same parameters, initialised identically.
     jax.tree.map(np.testing.assert_array_equal, ours.init(jax.random.PRNGKey(1), x), params)
@@ -167,8 +167,9 @@ def test_outer_head_does_not_shape_the_critic_torso():
 # Meta-gradients against finite differences of the surrogate (float64)
 # --------------------------------------------------------------------------------------------
 def meta_gradient_setup(module, outer_critic):
-    """Fixed inner and outer batches and every stop_gradient quantity at η0 (DESIGN.md), from a
-    θ one RMSProp step in, so the second-moment estimate is not zero. Call under enable_x64."""
+    """Fixed inner and outer batches and every stop_gradient quantity held at η0 (the surrogate), from a
+    θ one RMSProp step in, so the second-moment estimate is not zero (BMG's target optimiser
+    too). Call under enable_x64."""
     args = module.Args(num_envs=8, num_steps=5, total_timesteps=40, outer_critic=outer_critic)
     fns = module.make_train(args)
     runner = jax.jit(fns.init)(0)
@@ -177,7 +178,9 @@ def meta_gradient_setup(module, outer_critic):
     eta0 = jnp.asarray(module.gamma_inverse(0.9), jnp.float64)
     rollout, inner_update = jax.jit(fns.rollout), jax.jit(fns.inner_update)
     env_state, obs, batch = rollout(params, runner.env_state, runner.obs, jax.random.PRNGKey(1))
-    params, (opt_state, _) = inner_update(eta0, params, opt_state, batch, fns.baseline_values(params, batch))
+    values = fns.baseline_values(params, batch)
+    params, (opt_state, _) = inner_update(eta0, params, opt_state, batch, values)
+    _, target_opt_state, _ = jax.jit(fns.meta_loss_grad)(params, to64(runner.target_opt_state), batch, values)
     env_state, obs, inner_batch = rollout(params, env_state, obs, jax.random.PRNGKey(2))
     inner_values = fns.baseline_values(params, inner_batch)
 
@@ -191,13 +194,13 @@ def meta_gradient_setup(module, outer_critic):
     @jax.jit
     def autodiff():  # exactly as the script's update: vjp of θ′(η) (its actor part), cotangent from the meta-loss
         new_params, new_opt_state, _, meta_vjp = fns.inner_update_and_vjp(eta0, params, opt_state, inner_batch, inner_values)
-        cotangent, _ = fns.meta_loss_grad(new_params, new_opt_state, outer_batch, outer_values)
+        cotangent, _, _ = fns.meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values)
         return meta_vjp(cotangent), cotangent["critic"]
 
     meta_gradient, critic_cotangent = autodiff()
     # The meta-loss must not depend on the critic part of θ′: that is what lets the update skip it.
     assert all(np.all(leaf == 0) for leaf in jax.tree.leaves(critic_cotangent))
-    return fns, eta0, new_params_of, new_params0, new_opt_state0, outer_batch, outer_values, float(meta_gradient)
+    return fns, eta0, new_params_of, new_params0, target_opt_state, outer_batch, outer_values, float(meta_gradient)
 
 
 def central_difference(loss, eta0, h=1e-4):
@@ -219,13 +222,13 @@ def test_mg_meta_gradient_matches_finite_difference(outer_critic):
 def test_bmg_meta_gradient_matches_finite_difference():
     # One variant: --outer-critic only picks the advantage inside the target, held fixed here.
     with jax.enable_x64(True):
-        fns, eta0, new_params_of, new_params0, new_opt_state0, outer_batch, outer_values, autodiff = (
+        fns, eta0, new_params_of, new_params0, target_opt_state, outer_batch, outer_values, autodiff = (
             meta_gradient_setup(bmg_snake, outer_critic=True)
         )
         # The target θ̃ is held at its η0 value: one RMSProp step on the outer loss from θ′(η0),
-        # continuing θ′'s optimiser state.
+        # with the target's own optimiser state (not θ′'s).
         grads = jax.grad(lambda p: fns.outer_loss(p, outer_batch, outer_values)[0])(new_params0)
-        updates, _ = optax.rmsprop(5e-4, decay=0.9).update(grads, new_opt_state0, new_params0)
+        updates, _ = optax.rmsprop(5e-4, decay=0.9).update(grads, target_opt_state, new_params0)
         target = optax.apply_updates(new_params0, updates)
         actor = bmg_snake.Actor(common_envs.SNAKE_NUM_ACTIONS)
         target_pi = jax.nn.softmax(actor.apply(target["actor"], outer_batch.traj.obs))
@@ -318,3 +321,58 @@ def test_defaults_pass_check_args():
         module.check_args(args)
         assert args.num_updates == 75_000_000 // (512 * 5) == 29_296
     assert (mg_snake.Args().meta_lr, bmg_snake.Args().meta_lr) == (3e-3, 6e-3)
+
+
+# --------------------------------------------------------------------------------------------
+# The reference's configuration (its snake/training/setup_run.py and Haiku's defaults)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("module", [mg_snake, bmg_snake])
+def test_first_meta_step_is_small_for_a_tiny_meta_gradient(module):
+    # With eps_root = 1e-8 inside the square root, a meta-gradient of 1e-6 moves η by about
+    # lr · 1e-6 / sqrt(1e-12 + 1e-8) ≈ 0.01 lr; Adam's defaults would take a full step (≈ lr).
+    args = module.Args()
+    meta_optimizer = module.make_train(args).meta_optimizer
+    eta = jnp.float32(0.0)
+    step, _ = meta_optimizer.update(jnp.float32(1e-6), meta_optimizer.init(eta))
+    expected = -args.meta_lr * 1e-6 / np.sqrt(1e-12 + 1e-8)
+    assert float(step) == pytest.approx(expected, rel=1e-3)
+    default_step, _ = optax.adam(args.meta_lr).update(jnp.float32(1e-6), optax.adam(args.meta_lr).init(eta))
+    assert float(default_step) == pytest.approx(-args.meta_lr, rel=2e-2)
+
+
+def test_initialisation_is_haikus_default():
+    obs = jnp.zeros((1, *common_envs.SNAKE_OBS_SHAPE))
+    params = {"actor": mg_snake.Actor(4).init(jax.random.PRNGKey(0), obs),
+              "critic": mg_snake.Critic().init(jax.random.PRNGKey(1), obs)}
+    kernels = [(path, np.asarray(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+               if "kernel" in jax.tree_util.keystr(path)]
+    biases = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params) if "bias" in jax.tree_util.keystr(path)]
+    assert len(kernels) == 2 * 2 + 3 + 2 * 3  # two conv torsos, the actor's MLP, the two critic heads
+    assert all(np.all(np.asarray(b) == 0) for b in biases)
+    truncated_std = 0.87962566103423978  # std of a unit normal truncated to (−2, 2)
+    pooled = []
+    for path, kernel in kernels:
+        fan_in = int(np.prod(kernel.shape[:-1]))  # 2·2·C for a conv, the input width for a dense layer
+        scaled = kernel * np.sqrt(fan_in)  # ~ truncated_normal(−2, 2), not rescaled
+        assert np.abs(scaled).max() <= 2.0
+        # Per layer, within 4 standard errors of std(scaled) (≈ 0.88 / sqrt(2n)); flax's lecun_normal
+        # gives 1.0 instead.
+        assert abs(scaled.std() - truncated_std) < 4 * truncated_std / np.sqrt(2 * scaled.size), jax.tree_util.keystr(path)
+        pooled.append(scaled.ravel())
+    assert np.concatenate(pooled).std() == pytest.approx(truncated_std, rel=0.01)
+
+
+def test_bmg_target_has_its_own_optimiser_state_carried_across_updates():
+    fns = bmg_snake.make_train(bmg_snake.Args(num_envs=8))
+    runner = fns.init(0)
+    # It starts from the optimiser's initial state (zero second moment), its own object.
+    for leaf in jax.tree.leaves(runner.target_opt_state):
+        assert np.all(np.asarray(leaf) == 0)
+    new_runner, _ = jax.jit(fns.train)(runner, jnp.arange(2))
+    target_nu = jax.tree.leaves(new_runner.target_opt_state[0].nu["actor"])
+    inner_nu = jax.tree.leaves(new_runner.opt_state[0].nu["actor"])
+    # After two updates its second moment has moved (outer-loss gradients), and it is not θ′'s.
+    assert all(np.any(np.asarray(t) > 0) for t in target_nu)
+    assert all(not np.allclose(t, i) for t, i in zip(target_nu, inner_nu))
+    # MG has no target: its slot stays empty.
+    assert mg_snake.make_train(mg_snake.Args(num_envs=8)).init(0).target_opt_state == ()

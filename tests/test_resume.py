@@ -1,0 +1,324 @@
+"""Runs that survive: a run stopped by SIGTERM or killed with `kill -9` and continued with
+--resume gives the uninterrupted run's metrics.csv and saved model, byte for byte; a bad
+checkpoint is one line and exit 2 with the run directory untouched. And the evaluations: the
+logged Snake evaluation equals an independent replay of the same games with the saved θ, and the
+chain's exact expected return equals the saved policy's Monte-Carlo return."""
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, SUBPROCESS_ENV
+
+import bmg_chain
+import bmg_snake
+import common_envs
+import mg_chain
+import mg_snake
+
+MODULES = {"mg_chain.py": mg_chain, "bmg_chain.py": bmg_chain, "mg_snake.py": mg_snake, "bmg_snake.py": bmg_snake}
+# Budgets long enough (50-200 log points) that a stop lands mid-run; 2 seeds, so the checkpoint
+# holds a vmapped state. Snake evaluates every 25 updates (512 games each time, sampled and greedy).
+FLAGS = {
+    "mg_chain.py": ["--num-envs", "8", "--num-updates", "800", "--log-every", "4"],
+    "bmg_chain.py": ["--num-envs", "8", "--num-updates", "800", "--log-every", "4"],
+    "mg_snake.py": ["--num-envs", "8", "--total-timesteps", "4000", "--log-every", "2", "--eval-every", "25"],
+    "bmg_snake.py": ["--num-envs", "8", "--total-timesteps", "4000", "--log-every", "2", "--eval-every", "25"],
+}
+
+
+def start(script, runs_dir, *flags):
+    command = [sys.executable, os.path.join(ROOT, script), *FLAGS[script], "--num-seeds", "2", "--outer-critic",
+               "--save-model", "--runs-dir", str(runs_dir), *flags]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=SUBPROCESS_ENV)
+
+
+def resume(script, run_dir, *flags):
+    command = [sys.executable, os.path.join(ROOT, script), "--resume", str(run_dir), *flags]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=SUBPROCESS_ENV)
+
+
+def read_rows(run_dir):
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        text = f.read()
+    assert text.endswith("\n")  # whole rows only
+    rows = list(csv.DictReader(io.StringIO(text)))
+    for row in rows:
+        del row["charts/SPS"]  # wall-clock
+    return rows
+
+
+def only_run(runs_dir):
+    (run_dir,) = [p for p in runs_dir.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def logged_steps(run_dir):
+    """global_step of every metrics.csv row of seed 0."""
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        return [int(line.split(",")[1]) for line in f.read().splitlines()[1:] if line.startswith("0,")]
+
+
+def checkpoint_updates(run_dir):
+    path = os.path.join(run_dir, "checkpoint.msgpack")
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        return flax.serialization.msgpack_restore(f.read())["updates_done"]
+
+
+def stop_when(watched, timeout=300):
+    """Freezes each process (SIGSTOP) at the first moment its `ready(run_dir)` holds, watching all
+    of them at once; the caller then delivers the real signal. Freezing first makes the state the
+    test checked the state the process is stopped in. watched: {name: (process, runs_dir, ready)}."""
+    frozen, deadline = {}, time.time() + timeout
+    while len(frozen) < len(watched):
+        assert time.time() < deadline, "a run never reached the point to stop it"
+        for name, (process, runs_dir, ready) in watched.items():
+            runs = [p for p in runs_dir.iterdir() if p.is_dir()] if runs_dir.exists() else []
+            if name in frozen or not (runs and os.path.exists(runs[0] / "metrics.csv")):
+                continue
+            process.send_signal(signal.SIGSTOP)
+            if ready(runs[0]):
+                frozen[name] = runs[0]
+                continue
+            process.send_signal(signal.SIGCONT)
+            assert process.poll() is None, f"{name} ended before it could be stopped"
+        time.sleep(0.01)
+    return frozen
+
+
+@pytest.fixture(scope="module", params=list(MODULES))
+def runs(request, tmp_path_factory):
+    """For one script: the uninterrupted run, a run stopped by SIGTERM after a few log points
+    and one killed with SIGKILL while its log is ahead of its last checkpoint, both resumed.
+    The three start side by side (one compile each, on two cores)."""
+    script = request.param
+    base = tmp_path_factory.mktemp(script[:-3])
+    full = start(script, base / "full")
+    stopped = start(script, base / "sigterm")
+    killed = start(script, base / "kill9", "--checkpoint-every-s", "0.05")
+    frozen = stop_when({"sigterm": (stopped, base / "sigterm", lambda run: len(logged_steps(run)) >= 3),
+                        "kill9": (killed, base / "kill9", lambda run: ahead_of_checkpoint(script, run))})
+    sigterm_dir, kill_dir = frozen["sigterm"], frozen["kill9"]
+
+    kill9 = {"steps_at_kill": logged_steps(kill_dir), "checkpoint_updates": checkpoint_updates(kill_dir)}
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=60)
+
+    stopped.send_signal(signal.SIGTERM)
+    stopped.send_signal(signal.SIGCONT)
+    stdout, stderr = stopped.communicate(timeout=300)
+    accumulator = EventAccumulator(str(sigterm_dir / "seed0"))
+    accumulator.Reload()
+    sigterm = {"returncode": stopped.returncode, "stdout": stdout, "stderr": stderr,
+               "csv_steps": logged_steps(sigterm_dir), "tensorboard_points": len(accumulator.Scalars("meta/gamma"))}
+
+    out, err = full.communicate(timeout=600)
+    assert full.returncode == 0, err
+    full_dir = only_run(base / "full")
+    resumed = {"sigterm": resume(script, sigterm_dir), "kill9": resume(script, kill_dir)}
+    return {"script": script, "full": full_dir, "sigterm_dir": sigterm_dir, "kill_dir": kill_dir,
+            "sigterm": sigterm, "kill9": kill9, "resumed": resumed, "full_stdout": out}
+
+
+# Inner-batch steps per update in FLAGS: the chain's rollout is one 100-step episode per env.
+STEP_UNIT = {"mg_chain.py": 8 * 100, "bmg_chain.py": 8 * 100, "mg_snake.py": 8 * 5, "bmg_snake.py": 8 * 5}
+
+
+def ahead_of_checkpoint(script, run_dir):
+    """The log holds a row after the last checkpoint: what a kill -9 between checkpoints leaves."""
+    updates, steps = checkpoint_updates(run_dir), logged_steps(run_dir)
+    return updates is not None and bool(steps) and steps[-1] > updates * STEP_UNIT[script]
+
+
+def test_sigterm_keeps_every_log_point_and_resume_continues_bit_exactly(runs):
+    sigterm = runs["sigterm"]
+    assert sigterm["returncode"] == 130, sigterm["stderr"]
+    assert "interrupted after" in sigterm["stderr"] and "--resume" in sigterm["stderr"]
+    # The run ends after the chunk in progress; every progress line it printed is a log point on
+    # disk, in metrics.csv and in TensorBoard.
+    printed = sigterm["stdout"].count("| gamma ")
+    assert printed == len(sigterm["csv_steps"]) == sigterm["tensorboard_points"] >= 3
+    result = runs["resumed"]["sigterm"]
+    assert result.returncode == 0, result.stderr
+    assert "resumed at update" in result.stdout
+    assert read_rows(runs["sigterm_dir"]) == read_rows(runs["full"])
+    assert_same_models_and_tensorboard(runs, runs["sigterm_dir"])
+
+
+def test_kill_9_between_checkpoints_resumes_bit_exactly(runs):
+    kill9, unit = runs["kill9"], STEP_UNIT[runs["script"]]
+    # The kill came while the log was ahead of the checkpoint: resume drops those rows first.
+    assert kill9["steps_at_kill"][-1] > kill9["checkpoint_updates"] * unit
+    result = runs["resumed"]["kill9"]
+    assert result.returncode == 0, result.stderr
+    assert f"resumed at update {kill9['checkpoint_updates']}" in result.stdout
+    assert read_rows(runs["kill_dir"]) == read_rows(runs["full"])
+    assert_same_models_and_tensorboard(runs, runs["kill_dir"])
+
+
+def assert_same_models_and_tensorboard(runs, run_dir):
+    for seed in (0, 1):
+        full = (runs["full"] / f"seed{seed}" / "model.msgpack").read_bytes()
+        assert (run_dir / f"seed{seed}" / "model.msgpack").read_bytes() == full
+    # TensorBoard shows each log point once: the steps logged after the checkpoint were purged.
+    accumulator = EventAccumulator(str(run_dir / "seed1"))
+    accumulator.Reload()
+    steps = [event.step for event in accumulator.Scalars("meta/gamma")]
+    assert steps == logged_steps(runs["full"])
+
+
+def test_saved_model_reproduces_the_last_log_point(runs):
+    script, module = runs["script"], MODULES[runs["script"]]
+    rows = read_rows(runs["full"])
+    fns = module.make_train(module.Args(num_envs=8))
+    for seed in (0, 1):
+        saved = flax.serialization.msgpack_restore((runs["full"] / f"seed{seed}" / "model.msgpack").read_bytes())
+        last = [row for row in rows if row["seed"] == str(seed)][-1]
+        assert float(module.gamma_fn(saved["meta_params"])) == pytest.approx(float(last["meta/gamma"]), rel=1e-5)
+        params = jax.tree.map(np.asarray, saved["params"])
+        fresh = fns.init(seed).params
+        assert jax.tree.structure(params) == jax.tree.structure(fresh)
+        if script.endswith("chain.py"):  # the saved actor gives the last logged π(· | s0)
+            for k, p in enumerate(np.asarray(fns.pi_s0(params))):
+                assert p == pytest.approx(float(last[f"policy/p_chain{k}"]), rel=1e-5)
+        else:  # trained parameters, not the initial ones
+            assert not np.allclose(jax.tree.leaves(params)[0], jax.tree.leaves(fresh)[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Bad checkpoints: one line, exit 2, nothing in the run directory changes
+# --------------------------------------------------------------------------------------------
+def snapshot(run_dir):
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def main_exit(module, argv, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", argv)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        module.main()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return exit_info.value.code, lines[0]
+
+
+def test_bad_checkpoints_exit_2_with_one_line_and_touch_nothing(runs, tmp_path, monkeypatch, capsys):
+    script, module = runs["script"], MODULES[runs["script"]]
+    run_dir = runs["full"]
+    before = snapshot(run_dir)
+    other = "bmg" + script[2:] if script.startswith("mg") else script[1:]
+    cases = [
+        ([script, "--resume", str(run_dir), "--no-outer-critic"], "error: --outer-critic must be the checkpoint's (True)"),
+        ([script, "--resume", str(run_dir), "--seed", "1"], "error: --seed must be the checkpoint's (0)"),
+        ([other, "--resume", str(run_dir)], f"its checkpoint was written by {script}, not {other}"),
+        ([script, "--resume", str(tmp_path)], "cannot read"),
+    ]
+    for argv, message in cases:
+        code, line = main_exit(MODULES[argv[0]], argv, monkeypatch, capsys)
+        assert code == 2 and message in line and line.startswith("error: "), line
+    # A checkpoint cut to half its bytes (a torn copy), in a copy of the run.
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    data = (run_dir / "checkpoint.msgpack").read_bytes()
+    (torn / "checkpoint.msgpack").write_bytes(data[: len(data) // 2])
+    code, line = main_exit(module, [script, "--resume", str(torn)], monkeypatch, capsys)
+    assert code == 2 and "truncated or corrupt" in line, line
+    assert [p.name for p in torn.iterdir()] == ["checkpoint.msgpack"]
+    assert snapshot(run_dir) == before
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+def replay_evaluation(actor_params, updates_done, greedy):
+    """The evaluation protocol written again from the README, with plain jumanji: 512 fresh games
+    from keys that depend on the update alone, each played to its end by the saved policy."""
+    game, actor = common_envs.snake_game(), mg_snake.Actor(common_envs.SNAKE_NUM_ACTIONS)
+    key = jax.random.fold_in(jax.random.PRNGKey(20220101), updates_done)
+    reset_key, action_key = jax.random.split(key)
+    state, timestep = jax.vmap(game.reset)(jax.random.split(reset_key, 512))
+
+    @jax.jit
+    def step(state, obs, t):
+        logits = actor.apply(actor_params, obs)
+        action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(jax.random.fold_in(action_key, t), logits)
+        state, timestep = jax.vmap(game.step)(state, action)
+        return state, timestep.observation.grid, timestep.reward, timestep.last()
+
+    obs, alive = timestep.observation.grid, np.ones(512, bool)
+    returns, lengths = np.zeros(512), np.zeros(512)
+    for t in range(common_envs.SNAKE_TIME_LIMIT):
+        state, obs, reward, last = step(state, obs, t)
+        returns += np.where(alive, reward, 0.0)
+        lengths += alive
+        alive &= ~np.asarray(last)
+        if not alive.any():
+            break
+    return returns.mean(), lengths.mean()
+
+
+def test_snake_evaluation_equals_an_independent_replay_on_the_same_boards(runs):
+    if not runs["script"].endswith("snake.py"):
+        pytest.skip("Snake only (the chain's evaluation is exact)")
+    with open(runs["full"] / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    num_updates = 4000 // 40
+    for seed in (0, 1):  # both seeds are scored on the boards the replay plays: keys from the update alone
+        last = [row for row in rows if row["seed"] == str(seed)][-1]
+        assert int(last["eval/global_step"]) == num_updates * 40  # evaluated after the last update
+        saved = flax.serialization.msgpack_restore((runs["full"] / f"seed{seed}" / "model.msgpack").read_bytes())
+        sampled_return, sampled_length = replay_evaluation(saved["params"]["actor"], num_updates, greedy=False)
+        greedy_return, _ = replay_evaluation(saved["params"]["actor"], num_updates, greedy=True)
+        assert float(last["eval/episodic_return"]) == pytest.approx(sampled_return, abs=1e-6)
+        assert float(last["eval/episodic_length"]) == pytest.approx(sampled_length, rel=1e-6)
+        assert float(last["eval/episodic_return_greedy"]) == pytest.approx(greedy_return, abs=1e-6)
+    # Evaluations come every 25 updates, each logged at the step of the policy it scored (25 × 40
+    # inner steps), in the row of the chunk that held it (updates 25-26); the other rows hold nan.
+    steps = [row["eval/global_step"] for row in rows if row["seed"] == "0"]
+    assert steps[12] == "1000" and [s for s in steps if s != "nan"] == ["1000", "2000", "3000", "4000"]
+
+
+def test_chain_expected_return_equals_the_monte_carlo_return_of_the_saved_policy(runs):
+    if not runs["script"].endswith("chain.py"):
+        pytest.skip("chain only")
+    module = MODULES[runs["script"]]
+    with open(runs["full"] / "metrics.csv") as f:
+        last = [row for row in csv.DictReader(f) if row["seed"] == "1"][-1]
+    saved = flax.serialization.msgpack_restore((runs["full"] / "seed1" / "model.msgpack").read_bytes())
+    fns = module.make_train(module.Args(num_envs=4096))
+    runner = fns.init(7)
+    _, _, batch = jax.jit(fns.rollout)(saved["params"], runner.env_state, runner.obs, jax.random.PRNGKey(3))
+    returns = np.asarray(batch.traj.reward.sum(axis=0))  # one whole episode per env
+    standard_error = returns.std() / np.sqrt(len(returns))
+    assert standard_error > 0
+    assert abs(float(last["eval/expected_return"]) - returns.mean()) < 3 * standard_error
+
+
+def test_time_limit_ends_cleanly_with_a_checkpoint_and_resumes_bit_exactly(runs):
+    if runs["script"] != "mg_snake.py":
+        pytest.skip("one script: the loop is the same in all four")
+    runs_dir = runs["full"].parent.parent / "time_limit"
+    process = start("mg_snake.py", runs_dir, "--time-limit-s", "1")
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    run_dir = only_run(runs_dir)
+    updates = checkpoint_updates(run_dir)
+    assert 0 < updates < 4000 // 40  # stopped early, at a log point, with a checkpoint
+    assert f"time limit reached after {updates} updates; continue with: python mg_snake.py --resume {run_dir}" in stdout
+    assert logged_steps(run_dir)[-1] == updates * STEP_UNIT["mg_snake.py"]
+    result = resume("mg_snake.py", run_dir)
+    assert result.returncode == 0, result.stderr
+    assert read_rows(run_dir) == read_rows(runs["full"])
