@@ -12,17 +12,18 @@ steps/s.
 
 import dataclasses
 import importlib
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
 import tyro
+
+SCRIPTS = ("mg_chain", "bmg_chain", "mg_snake", "bmg_snake")
 
 
 @dataclasses.dataclass
 class Args:
-    scripts: tuple[str, ...] = ("mg_chain", "bmg_chain", "mg_snake", "bmg_snake")
-    """the training scripts to time (module names)"""
+    scripts: tuple[str, ...] = SCRIPTS
+    """the training scripts to time (mg_chain or mg_chain.py, ...)"""
     num_seeds: tuple[int, ...] = (1, 10)
     """seed counts to time (vmapped)"""
     updates: int = 20
@@ -31,8 +32,27 @@ class Args:
     """timed chunks; the best is reported"""
 
 
+def check_args(bench):
+    """Bad input stops here with one line and exit code 2, before JAX is imported (seconds)."""
+    bench.scripts = tuple(name.removesuffix(".py") for name in bench.scripts)  # mg_chain.py works too
+    unknown = [name for name in bench.scripts if name not in SCRIPTS]
+    rules = [
+        ("--scripts", " ".join(unknown) or "none", bench.scripts and not unknown, f"must be among {', '.join(SCRIPTS)}"),
+        ("--num-seeds", " ".join(str(n) for n in bench.num_seeds if n < 1) or "none",
+         bench.num_seeds and min(bench.num_seeds) >= 1, "must be one or more seed counts >= 1"),
+        ("--updates", bench.updates, bench.updates >= 1, "must be >= 1"),
+        ("--repeats", bench.repeats, bench.repeats >= 1, "must be >= 1"),
+    ]
+    for option, value, ok, allowed in rules:
+        if not ok:
+            print(f"error: {option} {allowed}, got {value}", file=sys.stderr)
+            sys.exit(2)
+
+
 def time_steps(step, state, repeats):
     """Best wall time of `state = step(state)` over `repeats` calls (already compiled)."""
+    import jax
+
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -43,6 +63,9 @@ def time_steps(step, state, repeats):
 
 def time_training(module, args, num_seeds, updates, repeats):
     """One chunk of `updates` updates, jitted and donated exactly as the script's main() does."""
+    import jax
+    import jax.numpy as jnp
+
     fns = module.make_train(args)
     runner = jax.jit(jax.vmap(fns.init))(jnp.arange(num_seeds))
     train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)), donate_argnums=0)
@@ -60,6 +83,9 @@ def time_training(module, args, num_seeds, updates, repeats):
 def time_environment(module, args, num_seeds, updates, repeats):
     """`updates` rollouts of the script's own environment with uniform random actions: the upper
     limit on inner steps/s, all seeds together."""
+    import jax
+    import jax.numpy as jnp
+
     fns = module.make_train(args)
 
     def rollouts(runner):
@@ -82,6 +108,9 @@ def time_environment(module, args, num_seeds, updates, repeats):
 
 def main():
     bench = tyro.cli(Args)
+    check_args(bench)
+    import jax  # here, not at the top: a typo in the options is reported before JAX loads
+
     print(f"devices: {jax.devices()}")
     header = ("| script | seeds | variant | compile s | ms/update | updates/s | inner steps/s | all steps/s "
               f"| vs A2C | raw env steps/s | inner / raw env | time vs {bench.num_seeds[0]} seed(s) |")

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Figure 2: the five variants on the Discounting Chain, paper configuration, one after another,
 # then the figure and the table. Each invocation trains into its own runs/chain_<time>/.
-# Usage: experiments/chain.sh [NUM_UPDATES] [NUM_SEEDS] [extra flags for every run...]
+# Usage: experiments/chain.sh [NUM_UPDATES=50000] [NUM_SEEDS=10] [extra flags for every run...]
 set -euo pipefail
-updates=${1:-50000}; seeds=${2:-10}; shift 2 || true
+cd "$(dirname "$0")/.."  # the scripts and runs/ are at the repository's root
+updates=${1:-50000}; seeds=${2:-10}
+shift $(( $# < 2 ? $# : 2 ))  # what follows the two numbers goes to every run
+for pair in "NUM_UPDATES=$updates" "NUM_SEEDS=$seeds"; do
+  [[ ${pair#*=} =~ ^[1-9][0-9]*$ ]] || { echo "error: ${pair%%=*} must be a positive integer, got '${pair#*=}'" >&2; exit 2; }
+done
+python -c "import jax, jumanji, gymnax" 2>/dev/null \
+  || { echo "error: install the requirements first: pip install -r requirements.txt" >&2; exit 2; }
 out=runs/chain_$(date +%Y%m%d-%H%M%S)
 common=(--num-updates "$updates" --num-seeds "$seeds" --runs-dir "$out" "$@")
 python mg_chain.py  --meta-lr 0      --exp-name a2c_chain    "${common[@]}"
@@ -11,4 +18,4 @@ python mg_chain.py                   --exp-name mg_chain     "${common[@]}"
 python mg_chain.py  --outer-critic   --exp-name mg_chain_oc  "${common[@]}"
 python bmg_chain.py                  --exp-name bmg_chain    "${common[@]}"
 python bmg_chain.py --outer-critic   --exp-name bmg_chain_oc "${common[@]}"
-python plot.py "$out"/*/ --out "$out/chain.png"
+python plot.py "$out" --out "$out/chain.png"
