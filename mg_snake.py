@@ -402,12 +402,10 @@ def make_train(args: Args):
         boards, first = jax.vmap(game.reset)(jax.random.split(reset_key, EVAL_GAMES))
         both = lambda x: jnp.concatenate([x, x])  # each board twice: sampled actions, then greedy ones
 
-        def playing(carry):
-            t, _, _, alive, _, _ = carry
-            return (t < common_envs.SNAKE_TIME_LIMIT) & jnp.any(alive)
-
-        def play(carry):
-            t, state, obs, alive, episode_return, episode_length = carry
+        # A fixed number of steps (the time limit), finished games masked: a loop that stopped when
+        # every game had ended would have to wait for every seed, a reduction across the devices.
+        def play(carry, t):
+            state, obs, alive, episode_return, episode_length = carry
             logits = actor.apply(actor_params, obs)
             sampled = jax.random.categorical(jax.random.fold_in(action_key, t), logits[:EVAL_GAMES])
             action = jnp.concatenate([sampled, jnp.argmax(logits[EVAL_GAMES:], axis=-1)])
@@ -415,11 +413,11 @@ def make_train(args: Args):
             episode_return += jnp.where(alive, timestep.reward, 0.0)
             episode_length += alive
             alive &= ~timestep.last()  # a finished game plays on unseen: its moves count for nothing
-            return t + 1, state, timestep.observation.grid, alive, episode_return, episode_length
+            return (state, timestep.observation.grid, alive, episode_return, episode_length), None
 
-        start = (jnp.int32(0), jax.tree.map(both, boards), both(first.observation.grid),
-                 jnp.ones(2 * EVAL_GAMES, bool), jnp.zeros(2 * EVAL_GAMES), jnp.zeros(2 * EVAL_GAMES, jnp.int32))
-        *_, episode_return, episode_length = jax.lax.while_loop(playing, play, start)
+        start = (jax.tree.map(both, boards), both(first.observation.grid), jnp.ones(2 * EVAL_GAMES, bool),
+                 jnp.zeros(2 * EVAL_GAMES), jnp.zeros(2 * EVAL_GAMES, jnp.int32))
+        (*_, episode_return, episode_length), _ = jax.lax.scan(play, start, jnp.arange(common_envs.SNAKE_TIME_LIMIT))
         return {"eval/episodic_return": jnp.mean(episode_return[:EVAL_GAMES]),
                 "eval/episodic_return_greedy": jnp.mean(episode_return[EVAL_GAMES:]),
                 "eval/episodic_length": jnp.mean(episode_length[:EVAL_GAMES].astype(jnp.float32)),
