@@ -3,6 +3,7 @@
     python plot.py runs/chain_<time> --out docs/chain.png    # γ, exact expected return, outer advantage at s0, π(· | s0)
     python plot.py runs/snake_<time> --out docs/snake.png    # γ, evaluation return, outer advantage, training return
     python plot.py runs/snake_early_<time> --window 146 --mark-updates 438 584 1460 --at-updates 438 584 1460
+    mkdir -p docs/data/gpu && tar xzf results.tar.gz -C docs/data/gpu && python plot.py docs/data/gpu --out docs/snake_gpu.png
 
 Each path is a run directory (runs/<env>__<exp_name>__<seed>__<time>/) or a folder searched for
 them, at any depth. A run without log points (no metrics.csv: it stopped while compiling) is

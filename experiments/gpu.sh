@@ -45,12 +45,13 @@ done
 declare -A COMMAND=([mg_snake_oc]="mg_snake.py --outer-critic" [mg_snake]="mg_snake.py"
                     [bmg_snake_oc]="bmg_snake.py --outer-critic" [bmg_snake]="bmg_snake.py"
                     [a2c_snake]="mg_snake.py --meta-lr 0")
-read -ra variants <<< "${GPU_VARIANTS:-mg_snake_oc mg_snake bmg_snake_oc bmg_snake a2c_snake}"
+all_variants="mg_snake_oc mg_snake bmg_snake_oc bmg_snake a2c_snake"  # the order of the runs
+read -ra variants <<< "${GPU_VARIANTS:-$all_variants}"
 for v in "${variants[@]}"; do
-  [[ -v COMMAND[$v] ]] || { echo "error: GPU_VARIANTS: unknown variant '$v' (known: ${!COMMAND[*]})" >&2; exit 2; }
+  [[ -v COMMAND[$v] ]] || { echo "error: GPU_VARIANTS: unknown variant '$v' (known: $all_variants)" >&2; exit 2; }
 done
-if (( dry )); then  # seconds on a CPU: 8 updates of 8 envs, 2 seeds, one evaluation at the end
-  run_flags=(--num-envs 8 --total-timesteps 320 --log-every 2 --eval-every 8 --num-seeds 2 --save-model)
+if (( dry )); then  # seconds on a CPU: 26 updates of 8 envs, 2 seeds, one evaluation (the flags of tests/test_resume.py)
+  run_flags=(--num-envs 8 --total-timesteps 1040 --log-every 2 --eval-every 25 --num-seeds 2 --save-model)
   tests=(tests/test_snake.py -k gae_by_hand)
   bench=(--scripts mg_chain --num-seeds 1 --updates 2 --repeats 1)
   tests_max=120; bench_max=120; min_train=0
