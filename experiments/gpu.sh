@@ -50,8 +50,8 @@ read -ra variants <<< "${GPU_VARIANTS:-$all_variants}"
 for v in "${variants[@]}"; do
   [[ -v COMMAND[$v] ]] || { echo "error: GPU_VARIANTS: unknown variant '$v' (known: $all_variants)" >&2; exit 2; }
 done
-if (( dry )); then  # seconds on a CPU: 26 updates of 8 envs, 2 seeds, one evaluation (the flags of tests/test_resume.py)
-  run_flags=(--num-envs 8 --total-timesteps 1040 --log-every 2 --eval-every 25 --num-seeds 2 --save-model)
+if (( dry )); then  # seconds on a CPU: 50 updates of 8 envs, 2 seeds, one evaluation (the flags of tests/test_resume.py)
+  run_flags=(--num-envs 8 --total-timesteps 2000 --log-every 2 --eval-every 50 --num-seeds 2 --save-model)
   tests=(tests/test_snake.py -k gae_by_hand)
   bench=(--scripts mg_chain --num-seeds 1 --updates 2 --repeats 1)
   tests_max=120; bench_max=120; min_train=0

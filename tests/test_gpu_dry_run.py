@@ -20,8 +20,8 @@ from conftest import ROOT, SUBPROCESS_ENV
 
 GPU_SH = os.path.join(ROOT, "experiments", "gpu.sh")
 VARIANTS = ("mg_snake_oc", "a2c_snake")
-DRY_FLAGS = ["--num-envs", "8", "--total-timesteps", "1040", "--log-every", "2", "--eval-every", "25",
-             "--num-seeds", "2", "--save-model"]  # gpu.sh's dry-run flags: 26 updates, 13 log points (those of test_resume.py: one compile for both)
+DRY_FLAGS = ["--num-envs", "8", "--total-timesteps", "2000", "--log-every", "2", "--eval-every", "50",
+             "--num-seeds", "2", "--save-model"]  # gpu.sh's dry-run flags: 50 updates, 25 log points (those of test_resume.py: one compile for both)
 MAX_BYTES = 16 * 2**20
 
 
@@ -83,10 +83,10 @@ def test_dry_run_continues_call_after_call_and_ends_as_an_uninterrupted_run(tmp_
     assert "| mg_chain | 1 | MG + oc |" in (state / "benchmark.md").read_text()
     run_dir = only_run(state / "snake" / "mg_snake_oc")
     assert "time limit reached after 2 updates" in stdout
-    assert "== mg_snake_oc: stopped at update 2 of 26 (exit 0); the next call continues it" in stdout
+    assert "== mg_snake_oc: stopped at update 2 of 50 (exit 0); the next call continues it" in stdout
     assert not (state / "snake" / "a2c_snake").exists()  # the cut run ended the call
     rows, _ = progress_rows(outs[0])
-    assert rows["MG + outer critic"][0] == "2 / 26 (7.7%)" and rows["MG + outer critic"][-1] == "stopped, continues next call"
+    assert rows["MG + outer critic"][0] == "2 / 50 (4.0%)" and rows["MG + outer critic"][-1] == "stopped, continues next call"
     assert rows["A2C"][0] == "0 / —" and rows["A2C"][-1] == "not started"
 
     # Call 2: continues it in the same run directory, then A2C from the start; no tests or benchmark again.
@@ -98,11 +98,11 @@ def test_dry_run_continues_call_after_call_and_ends_as_an_uninterrupted_run(tmp_
 
     # Call 3: nothing left; no script runs.
     stdout = gpu_call(state, outs[2])
-    assert "== mg_snake_oc: finished (26 updates)" in stdout and "== a2c_snake: finished (26 updates)" in stdout
+    assert "== mg_snake_oc: finished (50 updates)" in stdout and "== a2c_snake: finished (50 updates)" in stdout
     assert "python mg_snake.py" not in stdout
     calls = [line.split("\t") for line in (state / "calls.tsv").read_text().splitlines()]
     assert [(c[0], c[1], c[4], c[5], c[6]) for c in calls] == [
-        ("1", "mg_snake_oc", "0", "0", "2"), ("2", "mg_snake_oc", "0", "2", "26"), ("2", "a2c_snake", "0", "0", "26")]
+        ("1", "mg_snake_oc", "0", "0", "2"), ("2", "mg_snake_oc", "0", "2", "50"), ("2", "a2c_snake", "0", "0", "50")]
 
     # The run cut and continued equals the same command run in one go (the wall-clock SPS aside).
     _, stderr = uninterrupted.communicate(timeout=600)
@@ -113,7 +113,7 @@ def test_dry_run_continues_call_after_call_and_ends_as_an_uninterrupted_run(tmp_
         ours.pop(key), theirs.pop(key)
     assert ours == theirs  # the same options
     assert rows_without_sps(run_dir / "metrics.csv") == rows_without_sps(reference_dir / "metrics.csv")
-    assert len(rows_without_sps(run_dir / "metrics.csv")) == 4 * 2  # 4 log points of 2 seeds
+    assert len(rows_without_sps(run_dir / "metrics.csv")) == 25 * 2  # 25 log points of 2 seeds
     assert (run_dir / "seed0" / "model.msgpack").read_bytes() == (reference_dir / "seed0" / "model.msgpack").read_bytes()
     assert json.loads((a2c_dir / "args.json").read_text())["meta_lr"] == 0
 
@@ -134,13 +134,23 @@ def test_dry_run_continues_call_after_call_and_ends_as_an_uninterrupted_run(tmp_
             assert [{k: r[k] for k in packed[0]} for r in full] == packed
             assert tar.extractfile(f"{prefix}/seed0/model.msgpack").read() == (d / "seed0" / "model.msgpack").read_bytes()
     assert not any(n.endswith("checkpoint.msgpack") for n in names)
+    # plot.py draws the figure and the table from what came back, as the README says.
+    extracted = tmp_path / "docs_data_gpu"
+    with tarfile.open(outs[2] / "results.tar.gz") as tar:
+        tar.extractall(extracted, filter="data")
+    figure = tmp_path / "snake_gpu.png"
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "plot.py"), str(extracted), "--out", str(figure)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    assert "| A2C | 2 | 50 |" in result.stdout and "| MG + outer critic | 2 | 50 |" in result.stdout
     assert {"seed", "global_step", "meta/gamma", "eval/episodic_return", "meta/outer_advantage_outer_critic",
             "losses/meta_loss", "charts/SPS"} <= set(packed[0])
     # progress.txt: both finished, with the wall time their processes took (calls.tsv).
     rows, lines = progress_rows(outs[2])
     for label, variant in (("MG + outer critic", "mg_snake_oc"), ("A2C", "a2c_snake")):
         seconds = sum(int(c[3]) for c in calls if c[1] == variant)
-        assert rows[label][0] == "26 / 26 (100.0%)" and rows[label][1] == f"{seconds} s" and rows[label][-1] == "finished"
+        assert rows[label][0] == "50 / 50 (100.0%)" and rows[label][1] == f"{seconds} s" and rows[label][-1] == "finished"
     assert "calls so far: 3" in lines[-2] and lines[-1] == "next call: nothing left to train; the runs are finished"
 
 

@@ -127,15 +127,16 @@ TWO_DEVICES = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_coun
 
 @pytest.mark.parametrize("script", ["mg_chain.py", "bmg_snake.py"])
 def test_seeds_sharded_over_two_devices_give_the_single_device_numbers(script, tmp_path):
-    flags = [*BUDGET[script], "--num-seeds", "2", "--outer-critic"]
+    # The flags of test_resume.py's runs: the one-device run compiles their program once for both.
+    flags = [*BUDGET[script], "--num-seeds", "2", "--outer-critic", *(["--eval-every", "50"] if script in SNAKE else [])]
     # XLA writes the chunk main() compiles, as optimised for the two devices, to hlo/.
     dump = {"XLA_FLAGS": f"{TWO_DEVICES['XLA_FLAGS']} --xla_dump_to={tmp_path / 'hlo'} --xla_dump_hlo_as_text "
                          "--xla_dump_hlo_module_re=jit_train"}
     rows = []
-    # No compilation cache here: XLA dumps only what it compiles.
+    # No compilation cache for the two devices: XLA dumps only what it compiles.
     uncached = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")
                 and k != "JAX_COMPILATION_CACHE_DIR"}
-    for name, env in (("one", uncached), ("two", {**uncached, **TWO_DEVICES, **dump})):
+    for name, env in (("one", os.environ), ("two", {**uncached, **TWO_DEVICES, **dump})):
         result = subprocess.run(command(script, *flags, "--runs-dir", str(tmp_path / name)), env=env,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
@@ -184,3 +185,38 @@ def test_matmuls_are_full_float32_on_every_backend(script):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "highest"
     assert "precision = [HIGHEST, HIGHEST]" in result.stdout
+
+
+@pytest.mark.parametrize("script", CHAIN + SNAKE)
+def test_runs_started_in_the_same_second_get_their_own_folders(script, tmp_path, monkeypatch):
+    module = MODULES[script]
+    monkeypatch.setattr(module.time, "time", lambda: 1_800_000_000.0)
+    args = module.Args(runs_dir=str(tmp_path))
+    first, second, third = (module.make_run_dir(args) for _ in range(3))
+    assert second == first + "-1" and third == first + "-2"
+    assert all(os.path.isdir(d) for d in (first, second, third))
+
+
+# --------------------------------------------------------------------------------------------
+# What a newcomer reads: the README and --help
+# --------------------------------------------------------------------------------------------
+def test_readme_links_and_requirements_stand_alone():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    # Every relative link and every image in the README is a file of the repository...
+    targets = re.findall(r"\]\(([^)#\s]+)\)", readme)
+    local = [t for t in targets if not t.startswith(("http://", "https://"))]
+    assert local and all(os.path.exists(os.path.join(ROOT, t)) for t in local), local
+    # ...and it points to nothing a user does not have.
+    assert "DESIGN.md" not in readme and "STYLE.md" not in readme and "../shared" not in readme
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        requirements = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][\w.]*", r) for r in requirements), requirements
+
+
+def test_chain_help_says_why_the_oracle_mode_logs_nan_critic_losses():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "mg_chain.py"), "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.replace("│", " ").split())  # tyro's box, its lines rejoined
+    assert "no critic is trained, its loss columns are nan" in text

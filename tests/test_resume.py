@@ -6,6 +6,7 @@ chain's exact expected return equals the saved policy's Monte-Carlo return."""
 
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -28,13 +29,14 @@ import mg_chain
 import mg_snake
 
 MODULES = {"mg_chain.py": mg_chain, "bmg_chain.py": bmg_chain, "mg_snake.py": mg_snake, "bmg_snake.py": bmg_snake}
-# Budgets long enough (50-200 log points) that a stop lands mid-run; 2 seeds, so the checkpoint
-# holds a vmapped state. Snake evaluates every 25 updates (512 games each time, sampled and greedy).
+# Budgets long enough (50-400 log points) that a stop lands mid-run; 2 seeds, so the checkpoint
+# holds a vmapped state. Snake evaluates every 50 updates (512 games each time, sampled and greedy).
+# The same flags as test_reliability's sharding test and gpu.sh's dry run: one compile for all.
 FLAGS = {
-    "mg_chain.py": ["--num-envs", "8", "--num-updates", "800", "--log-every", "4"],
-    "bmg_chain.py": ["--num-envs", "8", "--num-updates", "800", "--log-every", "4"],
-    "mg_snake.py": ["--num-envs", "8", "--total-timesteps", "4000", "--log-every", "2", "--eval-every", "25"],
-    "bmg_snake.py": ["--num-envs", "8", "--total-timesteps", "4000", "--log-every", "2", "--eval-every", "25"],
+    "mg_chain.py": ["--num-envs", "8", "--num-updates", "800", "--log-every", "2"],
+    "bmg_chain.py": ["--num-envs", "8", "--num-updates", "800", "--log-every", "2"],
+    "mg_snake.py": ["--num-envs", "8", "--total-timesteps", "4000", "--log-every", "2", "--eval-every", "50"],
+    "bmg_snake.py": ["--num-envs", "8", "--total-timesteps", "4000", "--log-every", "2", "--eval-every", "50"],
 }
 
 
@@ -46,7 +48,12 @@ def start(script, runs_dir, *flags):
 
 def resume(script, run_dir, *flags):
     command = [sys.executable, os.path.join(ROOT, script), "--resume", str(run_dir), *flags]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=SUBPROCESS_ENV)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=SUBPROCESS_ENV)
+
+
+def finished(process):
+    stdout, stderr = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def read_rows(run_dir):
@@ -103,10 +110,15 @@ def stop_when(watched, timeout=300):
 def runs(request, tmp_path_factory):
     """For one script: the uninterrupted run, a run stopped by SIGTERM after a few log points
     and one killed with SIGKILL while its log is ahead of its last checkpoint, both resumed.
-    The three start side by side (one compile each, on two cores)."""
+    The other two start once the first has logged, i.e. compiled: they load its program from
+    the compilation cache instead of compiling it again."""
     script = request.param
     base = tmp_path_factory.mktemp(script[:-3])
     full = start(script, base / "full")
+    deadline = time.time() + 300
+    while not list((base / "full").glob("*/metrics.csv")):
+        assert full.poll() is None and time.time() < deadline, full.communicate()
+        time.sleep(0.05)
     stopped = start(script, base / "sigterm")
     killed = start(script, base / "kill9", "--checkpoint-every-s", "0.05")
     frozen = stop_when({"sigterm": (stopped, base / "sigterm", lambda run: len(logged_steps(run)) >= 3),
@@ -128,7 +140,8 @@ def runs(request, tmp_path_factory):
     out, err = full.communicate(timeout=600)
     assert full.returncode == 0, err
     full_dir = only_run(base / "full")
-    resumed = {"sigterm": resume(script, sigterm_dir), "kill9": resume(script, kill_dir)}
+    resumed = {"sigterm": resume(script, sigterm_dir), "kill9": resume(script, kill_dir)}  # side by side
+    resumed = {name: finished(process) for name, process in resumed.items()}
     return {"script": script, "full": full_dir, "sigterm_dir": sigterm_dir, "kill_dir": kill_dir,
             "sigterm": sigterm, "kill9": kill9, "resumed": resumed, "full_stdout": out}
 
@@ -180,8 +193,45 @@ def assert_same_models_and_tensorboard(runs, run_dir):
     assert steps == logged_steps(runs["full"])
 
 
+def test_the_run_directory_holds_what_the_readme_says(runs):
+    script = runs["script"]
+    run_dir = runs["full"]
+    args = json.loads((run_dir / "args.json").read_text())
+    assert args["script"] == script and args["outer_critic"] is True and args["num_seeds"] == 2
+    env_id = common_envs.CHAIN_ENV_ID if script.endswith("chain.py") else common_envs.SNAKE_ENV_ID
+    assert run_dir.name.startswith(f"{env_id}__{script[:-3]}__0__")
+    assert (run_dir / "seed0").is_dir() and (run_dir / "seed1").is_dir()
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    header = list(rows[0])
+    assert header[:2] == ["seed", "global_step"]
+    for metric in ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/env_steps_total",
+                   "meta/gamma", "meta/meta_grad", "meta/outer_advantage", "meta/outer_advantage_inner_critic",
+                   "meta/outer_advantage_outer_critic", "losses/policy_loss", "losses/value_loss",
+                   "losses/outer_value_loss", "losses/entropy", "losses/meta_loss"]:
+        assert metric in header
+    chain_only = [name for name in header if name.startswith("policy/") or name.endswith("_s0")]
+    eval_columns = [name for name in header if name.startswith("eval/")]
+    if script.endswith("chain.py"):
+        assert "policy/p_chain3" in chain_only and eval_columns == ["eval/expected_return"]
+    else:
+        assert not chain_only and sorted(eval_columns) == ["eval/episodic_length", "eval/episodic_return",
+                                                           "eval/episodic_return_greedy", "eval/global_step"]
+    last = rows[-1]
+    unit = STEP_UNIT[script]
+    assert int(last["global_step"]) == (800 if script.endswith("chain.py") else 100) * unit
+    assert float(last["charts/env_steps_total"]) == 2 * int(last["global_step"])  # inner + outer batches
+    assert float(last["meta/gamma"]) != pytest.approx(float(rows[0]["meta/gamma"]), abs=1e-7)  # γ moved
+    # With --outer-critic the outer loss uses the outer head's advantage.
+    assert float(last["meta/outer_advantage"]) == pytest.approx(float(last["meta/outer_advantage_outer_critic"]), rel=1e-4)
+
+
 def test_saved_model_reproduces_the_last_log_point(runs):
     script, module = runs["script"], MODULES[runs["script"]]
+    # The run's last line says where its results are and how to look at them.
+    run_dir = str(runs["full"])
+    assert runs["full_stdout"].splitlines()[-1] == (
+        f"done: {run_dir} | python plot.py {run_dir} | tensorboard --logdir {os.path.dirname(run_dir)}")
     rows = read_rows(runs["full"])
     fns = module.make_train(module.Args(num_envs=8))
     for seed in (0, 1):
@@ -285,10 +335,10 @@ def test_snake_evaluation_equals_an_independent_replay_on_the_same_boards(runs):
         assert float(last["eval/episodic_return"]) == pytest.approx(sampled_return, abs=1e-6)
         assert float(last["eval/episodic_length"]) == pytest.approx(sampled_length, rel=1e-6)
         assert float(last["eval/episodic_return_greedy"]) == pytest.approx(greedy_return, abs=1e-6)
-    # Evaluations come every 25 updates, each logged at the step of the policy it scored (25 × 40
-    # inner steps), in the row of the chunk that held it (updates 25-26); the other rows hold nan.
+    # Evaluations come every 50 updates, each logged at the step of the policy it scored (50 × 40
+    # inner steps), in the row of the chunk that held it; the other rows hold nan.
     steps = [row["eval/global_step"] for row in rows if row["seed"] == "0"]
-    assert steps[12] == "1000" and [s for s in steps if s != "nan"] == ["1000", "2000", "3000", "4000"]
+    assert steps[24] == "2000" and [s for s in steps if s != "nan"] == ["2000", "4000"]
 
 
 def test_chain_expected_return_equals_the_monte_carlo_return_of_the_saved_policy(runs):
@@ -319,6 +369,7 @@ def test_time_limit_ends_cleanly_with_a_checkpoint_and_resumes_bit_exactly(runs)
     assert 0 < updates < 4000 // 40  # stopped early, at a log point, with a checkpoint
     assert f"time limit reached after {updates} updates; continue with: python mg_snake.py --resume {run_dir}" in stdout
     assert logged_steps(run_dir)[-1] == updates * STEP_UNIT["mg_snake.py"]
-    result = resume("mg_snake.py", run_dir)
+    # --resume keeps the checkpoint's time limit (a cluster job resubmitted as it was); 0 lifts it.
+    result = finished(resume("mg_snake.py", run_dir, "--time-limit-s", "0"))
     assert result.returncode == 0, result.stderr
     assert read_rows(run_dir) == read_rows(runs["full"])
