@@ -30,13 +30,17 @@ log point stands for the updates since the previous one (a `--log-every` chunk) 
 by how many of them fall in the window. That is exact for the chunk means (the outer advantage)
 and counts γ, logged at each chunk's end, for its whole chunk.
 
-Tables (markdown, on stdout): each variant's last log point, mean ± std over seeds (ddof 0); with
-`--at-updates U ...` also γ and the evaluation return at those updates beside the reference's.
-Where a method is there with and without the outer critic, on the same seeds (MG and MG + outer
-critic, BMG and BMG + outer critic), a paired comparison of their final evaluation return (Snake:
-512 games, sampled actions; chain: the exact expected return) at the last update both evaluated:
-each seed's difference, their mean ± std, and the two-sided p-values of Welch's t-test and of the
-paired t-test (Student's t distribution through the regularised incomplete beta function; no SciPy).
+Tables (markdown, on stdout, and with `--tables-out FILE` in that file too): each variant's last log
+point, mean ± std over seeds (ddof 0). Where a method is there with and without the outer critic, on
+the same seeds (MG and MG + outer critic, BMG and BMG + outer critic), a paired comparison of their
+final evaluation return (Snake: 512 games, sampled actions; chain: the exact expected return) at the
+last update both evaluated: each seed's difference, their mean ± std, and the two-sided p-values of
+Welch's t-test and of the paired t-test (Student's t distribution through the regularised incomplete
+beta function; no SciPy). With `--at-updates U ...`, at those updates: γ, the evaluation returns
+(sampled, greedy) and the outer-loss advantage with each head (γ and the advantages as means over the
+`--window`, by default the reference's 146 updates on Snake), mean ± std beside the reference's; each
+seed's values; and, for each method with and without the outer critic, the same seed's difference in
+γ and in the returns, their mean ± std and the paired t-test's p, at a log point both have.
 """
 
 import csv
@@ -48,7 +52,7 @@ import os
 import sys
 import warnings
 from collections import defaultdict
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import numpy as np
 import tyro
@@ -57,8 +61,13 @@ REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "docs", "da
 REFERENCE_EPOCH = 146  # updates per logged epoch in the reference: its γ and outer advantage are means over one
 CHAIN_EPISODE = 100  # steps per chain batch (one aligned episode)
 EVAL_METRICS = ("eval/episodic_return", "eval/episodic_return_greedy", "eval/episodic_length")  # Snake, not every row
-WINDOWED = ("meta/gamma", "meta/outer_advantage", "meta/outer_advantage_s0",
-            "meta/outer_advantage_inner_critic", "meta/outer_advantage_outer_critic")
+WINDOWED = (
+    "meta/gamma",
+    "meta/outer_advantage",
+    "meta/outer_advantage_s0",
+    "meta/outer_advantage_inner_critic",
+    "meta/outer_advantage_outer_critic",
+)
 VARIANT_ORDER = ["A2C", "MG", "MG + outer critic", "BMG", "BMG + outer critic"]
 REFERENCE_VARIANTS = {"A2C": "A2C", "MG": "MG", "MG + outer critic": "MG+oc", "BMG": "BMG", "BMG + outer critic": "BMG+oc"}
 REFERENCE_METRICS = {"meta/gamma": "gamma", "meta/outer_advantage": "outer_advantage", "eval/episodic_return": "eval_return"}
@@ -79,10 +88,13 @@ class Args:
     mark_updates: tuple[int, ...] = ()
     """updates marked with a vertical line on every panel"""
     at_updates: tuple[int, ...] = ()
-    """also print a table of γ and the evaluation return at these updates, beside the reference's"""
+    """also print tables at these updates: γ, the evaluation returns and the outer advantages beside the
+    reference's, each seed's values, and with − without the outer critic seed by seed"""
     reference: str = "auto"
     """reference curves (CSV: variant, metric, update, mean, std, seeds); auto: the bundled
     docs/data/reference_snake_curves.csv for Snake runs; none: no reference"""
+    tables_out: str = ""
+    """also write the tables (markdown, as printed) to this file; empty = stdout only"""
 
 
 def fail(message):
@@ -103,6 +115,8 @@ def check_args(options):
         fail(f"--reference {options.reference} is not a file")
     if os.path.isdir(options.out):
         fail(f"--out {options.out} is a directory; give the PNG's path")
+    if options.tables_out and os.path.isdir(options.tables_out):
+        fail(f"--tables-out {options.tables_out} is a directory; give the markdown file's path")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,8 +216,11 @@ def group_runs(runs):
     for name, (_, seeds) in variants.items():
         ends = sorted({int(s["update"][-1]) for s in seeds})
         if len(ends) > 1:
-            print(f"note: {name}: its seeds end at different updates ({', '.join(f'{u:,}' for u in ends)}); "
-                  f"curves and tables stop at {ends[0]:,}, the shortest", file=sys.stderr)
+            print(
+                f"note: {name}: its seeds end at different updates ({', '.join(f'{u:,}' for u in ends)}); "
+                f"curves and tables stop at {ends[0]:,}, the shortest",
+                file=sys.stderr,
+            )
     return dict(sorted(variants.items(), key=lambda item: variant_key(item[0])))
 
 
@@ -265,7 +282,8 @@ def load_reference(path):
         with open(path) as f:
             for row in csv.DictReader(f):
                 curves[row["variant"], row["metric"]].append(
-                    (int(row["update"]), float(row["mean"]), float(row["std"]), int(row["seeds"])))
+                    (int(row["update"]), float(row["mean"]), float(row["std"]), int(row["seeds"]))
+                )
     except OSError as error:
         fail(f"--reference {path}: {error.strerror}")
     except (KeyError, TypeError, ValueError):
@@ -296,8 +314,7 @@ def style(name):
     """As the paper: the biased methods red, the outer-critic methods blue; BMG dashed."""
     if name.startswith("A2C"):
         return {"color": "0.45"}
-    return {"color": "tab:blue" if "outer critic" in name else "tab:red",
-            "linestyle": "--" if name.startswith("BMG") else "-"}
+    return {"color": "tab:blue" if "outer critic" in name else "tab:red", "linestyle": "--" if name.startswith("BMG") else "-"}
 
 
 def has(variants, metric):
@@ -311,18 +328,26 @@ def panels(env, variants, window):
     names = [("meta/gamma", "discount γ" + mean)]
     if env == "chain":
         m = args["mapping_seed"]
-        names.append(("eval/expected_return", "exact expected return") if has(variants, "eval/expected_return")
-                     else ("charts/episodic_return", "training-episode return"))
+        names.append(
+            ("eval/expected_return", "exact expected return")
+            if has(variants, "eval/expected_return")
+            else ("charts/episodic_return", "training-episode return")
+        )
         # The chain's Figure 5 quantity is the advantage at the decision state.
-        names += [("meta/outer_advantage_s0", "outer-loss advantage at s0 (Figure 5)" + mean),
-                  (f"policy/p_chain{m}", f"π(paying chain {m} | s0)"), ("policy/p_chain0", "π(myopic chain 0 | s0)")]
+        names += [
+            ("meta/outer_advantage_s0", "outer-loss advantage at s0 (Figure 5)" + mean),
+            (f"policy/p_chain{m}", f"π(paying chain {m} | s0)"),
+            ("policy/p_chain0", "π(myopic chain 0 | s0)"),
+        ]
         if any(a.get("normalize_advantage") for a, _ in variants.values()):  # Figure 6: centred by construction
             names.append(("meta/outer_advantage", "normalised outer advantage, batch mean" + mean))
     else:
         if has(variants, "eval/episodic_return"):
             names.append(("eval/episodic_return", "evaluation return (512 games, sampled actions)"))
-        names += [("meta/outer_advantage", "outer-loss advantage, batch mean (Figure 5)" + mean),
-                  ("charts/episodic_return", "training-episode return")]
+        names += [
+            ("meta/outer_advantage", "outer-loss advantage, batch mean (Figure 5)" + mean),
+            ("charts/episodic_return", "training-episode return"),
+        ]
     return names
 
 
@@ -338,7 +363,7 @@ def plot(variants, env, options, reference):
     rows = -(-len(metric_panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
     axes = axes.ravel()
-    for ax in axes[len(metric_panels):]:
+    for ax in axes[len(metric_panels) :]:
         ax.axis("off")
     horizon = max(s["update"][-1] for _, seeds in variants.values() for s in seeds)  # the reference stops here
     legend = {}  # label -> line, variant by variant: ours, then the reference's
@@ -358,8 +383,9 @@ def plot(variants, env, options, reference):
                 ref_updates, ref_mean, _, ref_seeds = found
                 shown = ref_updates <= horizon
                 dots = (0, (1, 3)) if name.startswith("BMG") else (0, (1, 1.5))  # dotted; BMG's sparser, as it is dashed
-                (line,) = ax.plot(ref_updates[shown] * scale, ref_mean[shown], color=style(name)["color"],
-                                  linestyle=dots, linewidth=1.2)
+                (line,) = ax.plot(
+                    ref_updates[shown] * scale, ref_mean[shown], color=style(name)["color"], linestyle=dots, linewidth=1.2
+                )
                 legend.setdefault(reference_label(reference, name, int(ref_seeds[0])), line)
     first_scale = 1 if in_updates else steps_per_batch(next(iter(variants.values()))[0])
     for ax, (_, title) in zip(axes, metric_panels):
@@ -394,34 +420,60 @@ def mean_std(values, fmt):
     return f"{np.nanmean(values):{fmt}} ± {np.nanstd(values):{fmt}}"
 
 
+def number(x, fmt):
+    return "—" if math.isnan(x) else f"{x:{fmt}}"
+
+
+def markdown(labels, rows, note=""):
+    """A markdown table (a "|" in a label escaped), below its note when there is one."""
+    lines = ["| " + " | ".join(label.replace("|", "\\|") for label in labels) + " |", "|" + "---|" * len(labels)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(([note, ""] if note else []) + lines)
+
+
 def table(variants, env, window):
     """Markdown table of each variant's last log point (last evaluation), mean ± std over seeds."""
     args = next(iter(variants.values()))[0]
     if env == "chain":
-        ret = (("eval/expected_return", "exact expected return", ".3f") if has(variants, "eval/expected_return")
-               else ("charts/episodic_return", "return", ".3f"))
+        ret = (
+            ("eval/expected_return", "exact expected return", ".3f")
+            if has(variants, "eval/expected_return")
+            else ("charts/episodic_return", "return", ".3f")
+        )
     else:
         ret = ("charts/episodic_return", "training return", ".3f")
-    columns = [("meta/gamma", "γ", ".4f"), ret,
-               ("meta/outer_advantage", "outer adv. (used)", ".2g"),
-               ("meta/outer_advantage_inner_critic", "outer adv. V^γ", ".2g"),
-               ("meta/outer_advantage_outer_critic", "outer adv. V^γ′", ".2g")]
+    columns = [
+        ("meta/gamma", "γ", ".4f"),
+        ret,
+        ("meta/outer_advantage", "outer adv. (used)", ".2g"),
+        ("meta/outer_advantage_inner_critic", "outer adv. V^γ", ".2g"),
+        ("meta/outer_advantage_outer_critic", "outer adv. V^γ′", ".2g"),
+    ]
     if env == "chain":
         m = args["mapping_seed"]
-        columns += [("meta/outer_advantage_s0", "outer adv. at s0", ".2g"),
-                    (f"policy/p_chain{m}", f"π(chain {m} | s0)", ".3f"), ("policy/p_chain0", "π(chain 0 | s0)", ".3f")]
+        columns += [
+            ("meta/outer_advantage_s0", "outer adv. at s0", ".2g"),
+            (f"policy/p_chain{m}", f"π(chain {m} | s0)", ".3f"),
+            ("policy/p_chain0", "π(chain 0 | s0)", ".3f"),
+        ]
         if not args.get("true_value", True):
-            columns += [("derived/outer_v_s0_error", "|V̂′(s0) − V^{π,γ′}(s0)| at the end", ".3f"),
-                        ("derived/outer_v_s0_error_mean", "same, mean over training", ".3f")]
+            columns += [
+                ("derived/outer_v_s0_error", "|V̂′(s0) − V^{π,γ′}(s0)| at the end", ".3f"),
+                ("derived/outer_v_s0_error_mean", "same, mean over training", ".3f"),
+            ]
     evaluated = env == "snake" and has(variants, "eval/episodic_return")
     if evaluated:
-        columns += [("eval/episodic_return", "eval return (sampled)", ".2f"),
-                    ("eval/episodic_return_greedy", "eval return (greedy)", ".2f")]
-    labels = (["variant", "seeds", "updates"] + [label for _, label, _ in columns]
-              + (["last eval at update"] if evaluated else []) + (["paper's side"] if env == "chain" else []))
-    lines = ["| " + " | ".join(label.replace("|", "\\|") for label in labels) + " |", "|" + "---|" * len(labels)]
-    if window:
-        lines.insert(0, f"γ and the outer advantages: means over the last {window} updates.\n")
+        columns += [
+            ("eval/episodic_return", "eval return (sampled)", ".2f"),
+            ("eval/episodic_return_greedy", "eval return (greedy)", ".2f"),
+        ]
+    labels = (
+        ["variant", "seeds", "updates"]
+        + [label for _, label, _ in columns]
+        + (["last eval at update"] if evaluated else [])
+        + (["paper's side"] if env == "chain" else [])
+    )
+    rows = []
     for name, (args, seeds) in variants.items():
         cells = [name, str(len(seeds)), f"{int(stacked(seeds, 'meta/gamma')[0][-1]):,}"]
         for metric, _, fmt in columns:
@@ -432,8 +484,8 @@ def table(variants, env, window):
             cells.append(f"{int(curve[0][-1]):,}" if curve else "—")
         if env == "chain":
             cells.append(paper_side(name, seeds, args["mapping_seed"]))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown(labels, rows, f"γ and the outer advantages: means over the last {window} updates." if window else "")
 
 
 def paper_side(name, seeds, mapping_seed):
@@ -450,45 +502,129 @@ def paper_side(name, seeds, mapping_seed):
     return f"{int(ok.sum())}/{len(seeds)}"
 
 
-def at_updates_table(variants, env, updates, window, reference):
-    """γ and the evaluation return at the given updates: ours (mean ± std over seeds) beside the
+class Quantity(NamedTuple):
+    """A quantity of the --at-updates tables, and how it is read at an update."""
+
+    metric: str
+    label: str
+    fmt: str
+    window: int = 0  # > 0: the trailing mean over this many updates (γ, the outer advantages)
+    nearest: bool = False  # the log point nearest the update, not the last one ≤ it (Snake's evaluations)
+
+
+def at_updates_quantities(variants, env, window):
+    """{the reference's metric: (its column's label, [our quantities beside it])}: γ, the evaluation
+    returns and the outer-loss advantage with each head, in the order of the --at-updates tables."""
+    snake = env == "snake"  # Snake evaluates every --eval-every updates, between log points: the nearest one
+    returns = [
+        Quantity("eval/episodic_return", "eval return", ".2f", nearest=True)
+        if snake
+        else Quantity("eval/expected_return", "exact expected return", ".2f")
+    ]
+    if has(variants, "eval/episodic_return_greedy"):
+        returns.append(Quantity("eval/episodic_return_greedy", "eval return, greedy", ".2f", nearest=True))
+    advantages = [
+        Quantity(metric, label, ".3f", window)
+        for metric, label in (
+            ("meta/outer_advantage_inner_critic", "outer adv. V^γ"),
+            ("meta/outer_advantage_outer_critic", "outer adv. V^γ′"),
+        )
+        if has(variants, metric)
+    ]
+    groups = {
+        "meta/gamma": ("γ", [Quantity("meta/gamma", "γ", ".3f", window)]),
+        "eval/episodic_return": ("eval return", returns),
+        "meta/outer_advantage": ("outer adv., the one used", advantages),
+    }
+    return {metric: group for metric, group in groups.items() if group[1]}
+
+
+def at_updates_table(variants, env, updates, window, reference, groups):
+    """The --at-updates quantities at the given updates: ours (mean ± std over seeds) beside the
     reference's (mean ± std over its seeds, from the CSV's row at that update)."""
-    eval_metric = "eval/episodic_return" if env == "snake" else "eval/expected_return"
-    greedy = env == "snake" and has(variants, "eval/episodic_return_greedy")
-    note = (f"γ: mean over the {window} updates ending at the update, ours at the last log point ≤ it "
-            "(\"at\" when that differs)" if window else "γ: at the last log point ≤ the update (\"at\" when it differs)")
-    note += ("; evaluation return: ours is the evaluation nearest the update (512 games, sampled actions; "
-             "\"at\" the update its policy was at)" if env == "snake" else
-             "; exact expected return at the last log point ≤ the update")
-    labels = ["variant", "update", "γ (ours)"] + (["γ (reference)"] if reference else [])
-    labels += ["eval return (ours)" if env == "snake" else "exact expected return (ours)"]
-    labels += (["eval return, greedy (ours)"] if greedy else []) + (["eval return (reference)"] if reference else [])
-    lines = [note + ".", "", "| " + " | ".join(labels) + " |", "|" + "---|" * len(labels)]
+    note = (
+        f'γ: mean over the {window} updates ending at the update, ours at the last log point ≤ it ("at" when that differs)'
+        if window
+        else 'γ: at the last log point ≤ the update ("at" when it differs)'
+    )
+    note += (
+        "; evaluation return: ours is the evaluation nearest the update (512 games, sampled actions; "
+        '"at" the update its policy was at)'
+        if env == "snake"
+        else "; exact expected return at the last log point ≤ the update"
+    )
+    if "meta/outer_advantage" in groups:
+        note += "; outer-loss advantage (batch mean) with the inner head V^γ and with the outer head V^γ′: read as γ" + (
+            "; the reference logged the one its outer loss used (V^γ′ with the outer critic, V^γ without)" if reference else ""
+        )
+    labels = ["variant", "update"]
+    for reference_label, ours in groups.values():
+        labels += [f"{q.label} (ours)" for q in ours] + ([f"{reference_label} (reference)"] if reference else [])
+    rows = []
     for name, (_, seeds) in variants.items():
         for update in updates:
-            cells = [f"{name} ({len(seeds)} seeds)", f"{update:,}", ours_at(seeds, "meta/gamma", update, window, ".3f")]
-            if reference:
-                cells.append(reference_at(reference, name, "meta/gamma", update, ".3f"))
-            nearest = env == "snake"  # Snake evaluates every --eval-every updates, between log points
-            cells.append(ours_at(seeds, eval_metric, update, 0, ".2f", nearest))
-            if greedy:
-                cells.append(ours_at(seeds, "eval/episodic_return_greedy", update, 0, ".2f", nearest))
-            if reference:
-                cells.append(reference_at(reference, name, "eval/episodic_return", update, ".2f"))
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            cells = [f"{name} ({len(seeds)} seeds)", f"{update:,}"]
+            for reference_metric, (_, ours) in groups.items():
+                cells += [ours_at(seeds, q, update) for q in ours]
+                if reference:
+                    cells.append(reference_at(reference, name, reference_metric, update, ours[0].fmt))
+            rows.append(cells)
+    return markdown(labels, rows, note + ".")
 
 
-def ours_at(seeds, metric, update, window, fmt, nearest=False):
-    """mean ± std over seeds at the last log point ≤ update (or the nearest one), "at" its update."""
-    curve = stacked(seeds, metric, window)
+def at_updates_seeds_table(variants, updates, groups):
+    """Each seed's value of the --at-updates quantities, read as in at_updates_table."""
+    quantities = [q for _, ours in groups.values() for q in ours]
+    rows = []
+    for name, (_, seeds) in variants.items():
+        ids = [s["seed"] for s in seeds]
+        for update in updates:
+            cells = [name, f"{update:,}", ", ".join(map(str, ids))]
+            for q in quantities:
+                found = seed_values_at(seeds, q, update)
+                if found is None or all(math.isnan(v) for _, v in found[1]):
+                    cells.append("—")
+                    continue
+                at, values = found
+                named = [s for s, _ in values] != ids  # some seed has no such metric: name each seed
+                cells.append(", ".join((f"{s}: " if named else "") + f"{v:{q.fmt}}" for s, v in values) + at_note(at, update))
+            rows.append(cells)
+    labels = ["variant", "update", "seeds"] + [q.label for q in quantities]
+    return markdown(labels, rows, "Seed by seed, the same quantities (in the order of the seeds column).")
+
+
+def seed_values_at(seeds, quantity, update, among=None):
+    """(the update of the log point read, [(seed id, value)]) of a quantity at `update`: at the last
+    log point ≤ it, or at the nearest one (quantity.nearest), among the log points every seed has (and,
+    given `among`, that are in it); None when there is none."""
+    curve = stacked(seeds, quantity.metric, quantity.window)
     if curve is None:
-        return "—"
+        return None
     updates, values = curve
-    i = int(np.argmin(np.abs(updates - update))) if nearest else int(np.searchsorted(updates, update, side="right")) - 1
-    if i < 0:
+    candidates = updates if among is None else np.intersect1d(updates, among)
+    if quantity.nearest and len(candidates):
+        at = candidates[np.argmin(np.abs(candidates - update))]
+    else:
+        i = int(np.searchsorted(candidates, update, side="right")) - 1
+        if i < 0:
+            return None
+        at = candidates[i]
+    column = values[:, int(np.searchsorted(updates, at))]
+    return float(at), [(s["seed"], float(v)) for s, v in zip([s for s in seeds if quantity.metric in s], column)]
+
+
+def at_note(at, update):
+    return f" (at {at:,.0f})" if at != update else ""
+
+
+def ours_at(seeds, quantity, update):
+    """mean ± std over seeds at `update` (see seed_values_at), "at" the log point's update when it differs."""
+    found = seed_values_at(seeds, quantity, update)
+    if found is None:
         return "—"
-    return mean_std(values[:, i], fmt) + (f" (at {updates[i]:,.0f})" if updates[i] != update else "")
+    at, values = found
+    text = mean_std(np.array([v for _, v in values]), quantity.fmt)
+    return text if text == "—" else text + at_note(at, update)
 
 
 def reference_at(reference, name, metric, update, fmt):
@@ -518,8 +654,10 @@ def incomplete_beta(a, b, x):
     d = 1.0 / (d if abs(d) > tiny else tiny)
     fraction = d
     for m in range(1, 10_000):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + numerator * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + numerator / c
@@ -561,52 +699,133 @@ def paired_t_test(differences):
     return t, len(d) - 1, t_test_p(t, len(d) - 1)
 
 
-def evaluation_at(seeds, metric, update):
-    """{seed id: the seed's `metric` at `update`}, for an update every seed has it at."""
-    updates, values = stacked(seeds, metric)
-    i = int(np.searchsorted(updates, update))
-    return {s["seed"]: float(v) for s, v in zip([s for s in seeds if metric in s], values[:, i])}
-
-
-def paired_comparisons(variants, env):
-    """Markdown table: each method with the outer critic against without it, seed by seed, at the
-    last update both evaluated; "" when no method is there both ways on the same seeds."""
-    metric = "eval/episodic_return" if env == "snake" else "eval/expected_return"
-    rows = []
+def outer_critic_pairs(variants):
+    """{method: (seeds with the outer critic, seeds without)} of each method (MG, BMG) run both ways on
+    the same seeds; a note on stderr where its seeds differ or repeat."""
+    pairs = {}
     for method in ("MG", "BMG"):
         if method not in variants or f"{method} + outer critic" not in variants:
             continue
         with_oc, without = variants[f"{method} + outer critic"][1], variants[method][1]
-        curves = [stacked(seeds, metric) for seeds in (with_oc, without)]
-        if curves[0] is None or curves[1] is None:  # no evaluation
-            continue
-        ids = [sorted(s["seed"] for s in seeds if metric in s) for seeds in (with_oc, without)]
+        ids = [sorted(s["seed"] for s in seeds) for seeds in (with_oc, without)]
         if ids[0] != ids[1] or len(set(ids[0])) != len(ids[0]):
-            print(f"note: no paired comparison of {method} with and without the outer critic: their seeds "
-                  f"differ or repeat ({', '.join(map(str, ids[0]))} and {', '.join(map(str, ids[1]))})", file=sys.stderr)
+            print(
+                f"note: no paired comparison of {method} with and without the outer critic: their seeds "
+                f"differ or repeat ({', '.join(map(str, ids[0]))} and {', '.join(map(str, ids[1]))})",
+                file=sys.stderr,
+            )
             continue
-        common = np.intersect1d(curves[0][0], curves[1][0])  # the updates both evaluated
-        if len(common) == 0:
+        pairs[method] = (with_oc, without)
+    return pairs
+
+
+def paired_values(with_oc, without, quantity, update=math.inf):
+    """(the update read, seed ids, values with the outer critic, values without, in the ids' order) of
+    a quantity at `update` (by default the last) as seed_values_at reads it, among the log points both
+    variants have; None when they have none there."""
+    curves = [stacked(seeds, quantity.metric, quantity.window) for seeds in (with_oc, without)]
+    if curves[0] is None or curves[1] is None:
+        return None
+    common = np.intersect1d(curves[0][0], curves[1][0])
+    found = [seed_values_at(seeds, quantity, update, among=common) for seeds in (with_oc, without)]
+    if found[0] is None:  # so is found[1]: the same log points
+        return None
+    (at, a), (_, b) = found
+    a, b = dict(a), dict(b)
+    order = sorted(a)
+    if order != sorted(b):  # a seed without the metric on one side
+        return None
+    return at, order, np.array([a[s] for s in order]), np.array([b[s] for s in order])
+
+
+def difference_cells(order, difference, fmt):
+    """Each seed's difference, their mean ± std (ddof 0), and the paired t-test's two-sided p."""
+    return [
+        ", ".join(f"{s}: {d:+{fmt}}" for s, d in zip(order, difference)),
+        f"{difference.mean():{fmt}} ± {difference.std():{fmt}}",
+        number(paired_t_test(difference)[2], ".3g"),
+    ]
+
+
+def paired_comparisons(pairs, env):
+    """Markdown table: each method with the outer critic against without it, seed by seed, at the
+    last update both evaluated; "" when no method is there both ways on the same seeds."""
+    quantity = Quantity("eval/episodic_return" if env == "snake" else "eval/expected_return", "", ".2f")
+    rows = []
+    for method, (with_oc, without) in pairs.items():
+        found = paired_values(with_oc, without, quantity)
+        if found is None:  # no evaluation
             continue
-        update = common[-1]
-        a, b = evaluation_at(with_oc, metric, update), evaluation_at(without, metric, update)
-        order = sorted(a)
-        difference = np.array([a[s] - b[s] for s in order])
-        t, df, p = welch_t_test([a[s] for s in order], [b[s] for s in order])
-        _, _, p_paired = paired_t_test(difference)
-        number = lambda x, fmt: "—" if math.isnan(x) else f"{x:{fmt}}"
-        rows.append([f"{method} + outer critic − {method}", str(len(order)), f"{int(update):,}",
-                     ", ".join(f"{s}: {d:+.2f}" for s, d in zip(order, difference)),
-                     f"{difference.mean():.2f} ± {difference.std():.2f}",
-                     f"{number(t, '.2f')} ({number(df, '.1f')})", number(p, ".3g"), number(p_paired, ".3g")])
+        update, order, a, b = found
+        t, df, p = welch_t_test(a, b)
+        per_seed, mean, p_paired = difference_cells(order, a - b, ".2f")
+        rows.append(
+            [
+                f"{method} + outer critic − {method}",
+                str(len(order)),
+                f"{int(update):,}",
+                per_seed,
+                mean,
+                f"{number(t, '.2f')} ({number(df, '.1f')})",
+                number(p, ".3g"),
+                p_paired,
+            ]
+        )
     if not rows:
         return ""
     what = "evaluation return (512 games, sampled actions)" if env == "snake" else "exact expected return"
-    labels = ["comparison", "seeds", "at update", "difference per seed (seed: with − without)",
-              "difference, mean ± std (ddof 0)", "Welch's t (df)", "p, Welch (two-sided)", "p, paired t (two-sided)"]
-    lines = [f"With and without the outer critic, seed by seed: the final {what}.", "",
-             "| " + " | ".join(labels) + " |", "|" + "---|" * len(labels)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    labels = [
+        "comparison",
+        "seeds",
+        "at update",
+        "difference per seed (seed: with − without)",
+        "difference, mean ± std (ddof 0)",
+        "Welch's t (df)",
+        "p, Welch (two-sided)",
+        "p, paired t (two-sided)",
+    ]
+    return markdown(labels, rows, f"With and without the outer critic, seed by seed: the final {what}.")
+
+
+def at_updates_differences(pairs, updates, groups):
+    """Markdown table: each method with the outer critic against without it, seed by seed, at the
+    given updates, for γ and the evaluation returns; "" when there is no pair."""
+    quantities = groups["meta/gamma"][1] + groups["eval/episodic_return"][1]
+    rows = []
+    for method, (with_oc, without) in pairs.items():
+        for update in updates:
+            for q in quantities:
+                found = paired_values(with_oc, without, q, update)
+                if found is not None:
+                    at, order, a, b = found
+                    rows.append(
+                        [
+                            f"{method} + outer critic − {method}",
+                            f"{update:,}",
+                            q.label,
+                            f"{at:,.0f}",
+                            str(len(order)),
+                            *difference_cells(order, a - b, q.fmt),
+                        ]
+                    )
+    if not rows:
+        return ""
+    labels = [
+        "comparison",
+        "update",
+        "quantity",
+        "read at update",
+        "seeds",
+        "difference per seed (seed: with − without)",
+        "difference, mean ± std (ddof 0)",
+        "p, paired t (two-sided)",
+    ]
+    return markdown(
+        labels,
+        rows,
+        "With and without the outer critic at the updates, seed by seed: each quantity "
+        "read as above, at a log point both variants have.",
+    )
 
 
 def main():
@@ -625,8 +844,10 @@ def main():
     for run_dir, args, _ in runs:
         envs[environment(args)].append(run_dir)
     if len(envs) > 1:
-        fail(f"the runs mix the Discounting Chain ({len(envs['chain'])} runs) and Snake ({len(envs['snake'])} runs); "
-             "plot each environment on its own, e.g. python plot.py runs/chain_<time>")
+        fail(
+            f"the runs mix the Discounting Chain ({len(envs['chain'])} runs) and Snake ({len(envs['snake'])} runs); "
+            "plot each environment on its own, e.g. python plot.py runs/chain_<time>"
+        )
     (env,) = envs
     mapping_seeds = sorted({args["mapping_seed"] for _, args, _ in runs if "mapping_seed" in args})
     if len(mapping_seeds) > 1:  # the π(paying chain | s0) panel would mix different chains
@@ -644,15 +865,23 @@ def main():
 
     variants = group_runs(runs)
     plot(variants, env, options, reference)
-    print(table(variants, env, options.window))
-    comparison = paired_comparisons(variants, env)
-    if comparison:
-        print()
-        print(comparison)
+    pairs = outer_critic_pairs(variants)
+    tables = [table(variants, env, options.window), paired_comparisons(pairs, env)]
     if options.at_updates:
         window = options.window or (REFERENCE_EPOCH if env == "snake" else 0)
-        print()
-        print(at_updates_table(variants, env, options.at_updates, window, reference))
+        groups = at_updates_quantities(variants, env, window)
+        tables += [
+            at_updates_table(variants, env, options.at_updates, window, reference, groups),
+            at_updates_seeds_table(variants, options.at_updates, groups),
+            at_updates_differences(pairs, options.at_updates, groups),
+        ]
+    text = "\n\n".join(t for t in tables if t)
+    print(text)
+    if options.tables_out:
+        os.makedirs(os.path.dirname(options.tables_out) or ".", exist_ok=True)
+        with open(options.tables_out, "w") as f:
+            f.write(text + "\n")
+        print(f"wrote {options.tables_out}")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,10 @@ def gamma_at(update, outer_critic):
 
 
 def write_snake_run(folder, exp_name, *, outer_critic=False, meta_lr=3e-3, script="mg_snake.py", seeds=(0, 1),
-                    updates=1460, log_every=20, eval_every=150, eval_bonus=None):
+                    updates=1460, log_every=20, eval_every=150, eval_bonus=None, offsets=None):
     """A run directory as mg_snake.py writes it, with evaluations every `eval_every` updates
-    (return u / 100 + seed at update u, plus eval_bonus[i] for the i-th seed)."""
+    (return u / 100 + seed at update u, plus eval_bonus[i] for the i-th seed); offsets[metric][i] is
+    added to every log point's `metric` of the i-th seed."""
     run_dir = folder / f"Snake-6x6-v0__{exp_name}__{seeds[0]}__1"
     run_dir.mkdir(parents=True)
     args = {"script": script, "exp_name": exp_name, "seed": seeds[0], "num_seeds": len(seeds), "runs_dir": str(folder),
@@ -50,6 +51,8 @@ def write_snake_run(folder, exp_name, *, outer_critic=False, meta_lr=3e-3, scrip
                 row += [u / 100 + seed + bonus, u / 100 + seed + 0.5, 50, u * SNAKE_BATCH]
             else:
                 row += ["nan"] * 4
+            for metric, added in (offsets or {}).items():
+                row[header.index(metric)] += added[seeds.index(seed)]
             lines.append(",".join(map(str, row)))
     (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
     (run_dir / f"seed{seeds[0]}").mkdir()  # TensorBoard folders sit below a run: not runs themselves
@@ -204,7 +207,7 @@ def test_at_updates_table_gives_ours_beside_the_reference_rows(tmp_path):
     assert rows[("MG (2 seeds)", 438)][3].startswith("0.826 ± 0.005 (10 seeds)")  # the CSV's 0.82588 ± 0.00497
     for name, ours, outer_critic in [("A2C", "A2C", False), ("MG", "MG", False), ("BMG+oc", "BMG + outer critic", True)]:
         for update in (438, 584, 1460):
-            _, _, gamma, gamma_ref, eval_ours, _, eval_ref = rows[(f"{ours} (2 seeds)", update)]
+            _, _, gamma, gamma_ref, eval_ours, _, eval_ref = rows[(f"{ours} (2 seeds)", update)][:7]
             row = reference[(name, "gamma", update)]
             assert gamma_ref.startswith(f"{float(row['mean']):.3f} ± {float(row['std']):.3f} (10 seeds")
             metric = "eval_return_greedy" if name == "A2C" else "eval_return"  # the reference's A2C was greedy
@@ -267,3 +270,90 @@ def test_paired_comparison_with_and_without_the_outer_critic_by_hand(tmp_path):
     assert "With and without the outer critic" not in result.stdout
     assert ("note: no paired comparison of MG with and without the outer critic: their seeds differ or repeat "
             "(0, 1, 2 and 0, 1, 2, 3)") in result.stderr
+
+
+def gamma_window(update, outer_critic, window=146, log_every=20):
+    """The synthetic γ's mean over the `window` updates ending at `update` (a log point), each update
+    counted with the γ logged at the end of its chunk."""
+    return np.mean([gamma_at(math.ceil(u / log_every) * log_every, outer_critic) for u in range(update - window + 1, update + 1)])
+
+
+def test_at_updates_tables_give_each_seed_the_outer_advantages_and_the_paired_differences(tmp_path):
+    # Seeds 0, 1, 2 both ways. γ: the linear synthetic γ plus (0, 0.01, 0.02) without and (0.03, 0.02,
+    # 0.04) with the outer critic, so with − without = base + (0.03, 0.01, 0.02); the evaluation return
+    # with the outer critic is higher by (3, 1, 2), the greedy one the same.
+    write_snake_run(tmp_path / "runs", "mg_snake", seeds=(0, 1, 2), offsets={
+        "meta/gamma": (0, 0.01, 0.02), "meta/outer_advantage_inner_critic": (0, 0.05, 0.1),
+        "meta/outer_advantage_outer_critic": (0.01, -0.01, 0)})
+    write_snake_run(tmp_path / "runs", "mg_snake_oc", outer_critic=True, seeds=(0, 1, 2), eval_bonus=(3, 1, 2), offsets={
+        "meta/gamma": (0.03, 0.02, 0.04), "meta/outer_advantage_inner_critic": (-0.1, -0.05, 0),
+        "meta/outer_advantage_outer_critic": (0.002, 0.004, 0.006)})
+    tables = tmp_path / "out" / "tables.md"
+    result = run_plot(tmp_path / "runs", "--out", tmp_path / "f.png", "--window", "146", "--at-updates", "438", "1460",
+                      "--tables-out", tables)
+    assert result.returncode == 0, result.stderr
+    # The file holds the tables as printed (without the lines saying what was written).
+    assert tables.read_text() == "".join(line for line in result.stdout.splitlines(keepends=True)
+                                         if not line.startswith("wrote "))
+    assert result.stdout.splitlines()[-1] == f"wrote {tables}"
+
+    # Beside γ and the returns: the outer advantage with each head (146-update means of constants
+    # here), and the reference's, which is the advantage its outer loss used.
+    header = next(r for r in markdown_rows(result.stdout, "variant") if "outer adv. V^γ (ours)" in r)
+    assert header[-3:] == ["outer adv. V^γ (ours)", "outer adv. V^γ′ (ours)", "outer adv., the one used (reference)"]
+    with open(REFERENCE_CSV) as f:
+        reference = {(r["variant"], r["metric"], int(r["update"])): r for r in csv.DictReader(f)}
+    for name, ours, inner, outer in [("MG", "MG", "0.450 ± 0.041", "0.000 ± 0.008"),
+                                     ("MG+oc", "MG + outer critic", "0.350 ± 0.041", "0.004 ± 0.002")]:
+        rows = {r[1]: r for r in markdown_rows(result.stdout, f"{ours} (3 seeds)")}
+        cells = dict(zip(header, rows["1,460"]))
+        assert (cells["outer adv. V^γ (ours)"], cells["outer adv. V^γ′ (ours)"]) == (inner, outer)
+        ref = reference[(name, "outer_advantage", 1460)]
+        assert cells["outer adv., the one used (reference)"] == f"{float(ref['mean']):.3f} ± {float(ref['std']):.3f} (10 seeds)"
+        offsets = (0, 0.01, 0.02) if name == "MG" else (0.03, 0.02, 0.04)
+        gammas = [gamma_window(1460, name == "MG+oc") + o for o in offsets]
+        assert cells["γ (ours)"] == f"{np.mean(gammas):.3f} ± {np.std(gammas):.3f}"
+
+    # Seed by seed: the same quantities, read at the same log points.
+    seeds_rows = {(r[0], r[1]): r[2:] for r in markdown_rows(result.stdout, "MG") if r[2] == "0, 1, 2"}
+    g = gamma_window(1460, False)
+    assert seeds_rows[("MG", "1,460")] == ["0, 1, 2", f"{g:.3f}, {g + 0.01:.3f}, {g + 0.02:.3f}",
+                                           "13.50, 14.50, 15.50 (at 1,350)", "14.00, 15.00, 16.00 (at 1,350)",
+                                           "0.400, 0.450, 0.500", "0.010, -0.010, 0.000"]
+    g = gamma_window(420, True)
+    assert seeds_rows[("MG + outer critic", "438")] == [
+        "0, 1, 2", f"{g + 0.03:.3f}, {g + 0.02:.3f}, {g + 0.04:.3f} (at 420)", "7.50, 6.50, 8.50 (at 450)",
+        "5.00, 6.00, 7.00 (at 450)", "0.300, 0.350, 0.400 (at 420)", "0.002, 0.004, 0.006 (at 420)"]
+
+    # With − without, same seed, at each update: differences, mean ± std (ddof 0), paired t's p (γ:
+    # see difference_text; the returns as in the final comparison; the greedy ones do not differ).
+    differences = markdown_rows(result.stdout, "MG + outer critic − MG")
+    assert differences[0][:3] == ["MG + outer critic − MG", "3", "1,350"]  # the final comparison, as before
+    assert differences[1:] == [
+        ["MG + outer critic − MG", "438", "γ", "420", "3", *difference_text(gamma_window(420, True) - gamma_window(420, False))],
+        ["MG + outer critic − MG", "438", "eval return", "450", "3", "0: +3.00, 1: +1.00, 2: +2.00", "2.00 ± 0.82", "0.0742"],
+        ["MG + outer critic − MG", "438", "eval return, greedy", "450", "3", "0: +0.00, 1: +0.00, 2: +0.00", "0.00 ± 0.00", "—"],
+        ["MG + outer critic − MG", "1,460", "γ", "1,460", "3", *difference_text(gamma_window(1460, True) - gamma_window(1460, False))],
+        ["MG + outer critic − MG", "1,460", "eval return", "1,350", "3", "0: +3.00, 1: +1.00, 2: +2.00", "2.00 ± 0.82", "0.0742"],
+        ["MG + outer critic − MG", "1,460", "eval return, greedy", "1,350", "3", "0: +0.00, 1: +0.00, 2: +0.00", "0.00 ± 0.00", "—"]]
+
+    # A pair whose runs stopped at different updates is read at a log point both have: γ at MG's last
+    # (1,000), the evaluation at the one nearest the update among those both made (900).
+    write_snake_run(tmp_path / "short", "mg_snake", seeds=(0, 1, 2), updates=1000)
+    write_snake_run(tmp_path / "short", "mg_snake_oc", outer_critic=True, seeds=(0, 1, 2))
+    result = run_plot(tmp_path / "short", "--out", tmp_path / "f.png", "--at-updates", "1460")
+    assert result.returncode == 0, result.stderr
+    assert [r[:5] for r in markdown_rows(result.stdout, "MG + outer critic − MG")[1:]] == [
+        ["MG + outer critic − MG", "1,460", "γ", "1,000", "3"], ["MG + outer critic − MG", "1,460", "eval return", "900", "3"],
+        ["MG + outer critic − MG", "1,460", "eval return, greedy", "900", "3"]]
+    assert_one_line_error(run_plot(tmp_path / "short", "--out", tmp_path / "f.png", "--tables-out", tmp_path),
+                          "--tables-out", "is a directory")
+
+
+def difference_text(base):
+    """The γ difference cells where with − without = base + (0.03, 0.01, 0.02): mean base + 0.02, std
+    (ddof 0) sqrt(2/3) · 0.01 = 0.008, sample std 0.01, so t = (base + 0.02) · sqrt(3) / 0.01 with df 2,
+    and p = 1 − t / sqrt(2 + t²)."""
+    t = (base + 0.02) * math.sqrt(3) / 0.01
+    return [f"0: +{base + 0.03:.3f}, 1: +{base + 0.01:.3f}, 2: +{base + 0.02:.3f}", f"{base + 0.02:.3f} ± 0.008",
+            f"{1 - t / math.sqrt(2 + t * t):.3g}"]
