@@ -1,12 +1,11 @@
-"""BMG: bootstrapped meta-gradient self-tuning of the discount γ on Snake 6×6 (jumanji),
-with the outer critic of Bonnet, Midgley & Laterre (2022), "Debiasing Meta-Gradient Reinforcement Learning
-by Learning the Outer Value Function" (Section 5.2, Figure 3).
+"""BMG: bootstrapped meta-gradient self-tuning of γ on Snake 6×6 (jumanji), with the outer critic of
+Bonnet, Midgley & Laterre (2022), "Debiasing Meta-Gradient Reinforcement Learning by Learning the Outer
+Value Function" (Section 5.2, Figure 3).
 
-    python bmg_snake.py                   # BMG: the target uses V^{π,γ}: biased, γ stays lower
-    python bmg_snake.py --outer-critic    # the target uses V^{π,γ′}: γ rises higher, higher return
-    python bmg_snake.py --meta-lr 0       # A2C with γ fixed at --gamma-init
-    python bmg_snake.py --resume RUN_DIR  # continue a stopped run from its checkpoint
+    python bmg_snake.py [--outer-critic] [--meta-lr 0] [--resume RUN_DIR]
 
+Without --outer-critic the target uses V^{π,γ} (biased: γ stays lower); with it V^{π,γ′} (γ rises
+higher, and the return with it). --meta-lr 0 is A2C with γ fixed; --resume continues a stopped run.
 What a run here measured is in the README (Snake section); the paper's budget is the default.
 """
 
@@ -17,8 +16,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import flax.serialization
@@ -95,45 +95,9 @@ class Args:
         return self.total_timesteps // (self.num_envs * self.num_steps)
 
 
-def check_args(args: Args):
-    """Bad input stops here, before anything is compiled or written (exit code 2)."""
-    batch = args.num_envs * args.num_steps
-    rules = [
-        ("--seed", args.seed, args.seed >= 0, "must be >= 0"),
-        ("--num-seeds", args.num_seeds, args.num_seeds >= 1, "must be >= 1"),
-        ("--seed", args.seed, args.seed + args.num_seeds <= 2**31, "+ --num-seeds must be <= 2^31 (a JAX int32 key)"),
-        ("--num-seeds", args.num_seeds, args.num_seeds % jax.device_count() == 0,
-         f"must be a multiple of the {jax.device_count()} devices the seeds are split over"),
-        ("--log-every", args.log_every, args.log_every >= 1, "must be >= 1"),
-        ("--num-envs", args.num_envs, args.num_envs >= 1, "must be >= 1"),
-        ("--num-steps", args.num_steps, args.num_steps >= 1, "must be >= 1"),
-        ("--total-timesteps", args.total_timesteps, args.total_timesteps >= batch,
-         f"must be >= one batch (--num-envs × --num-steps = {batch})"),
-        ("--learning-rate", args.learning_rate, args.learning_rate > 0, "must be > 0"),
-        ("--gae-lambda", args.gae_lambda, 0 <= args.gae_lambda <= 1, "must be in [0, 1]"),
-        ("--ent-coef", args.ent_coef, args.ent_coef >= 0, "must be >= 0"),
-        ("--vf-coef", args.vf_coef, args.vf_coef >= 0, "must be >= 0"),
-        ("--gamma-init", args.gamma_init, 0.0 < args.gamma_init < 1.0, "must be in (0, 1)"),
-        ("--meta-lr", args.meta_lr, args.meta_lr >= 0, "must be >= 0"),
-        ("--max-grad-norm", args.max_grad_norm, args.max_grad_norm > 0, "must be > 0"),
-        ("--outer-gamma", args.outer_gamma, 0 < args.outer_gamma <= 1, "must be in (0, 1]"),
-        ("--outer-gae-lambda", args.outer_gae_lambda, 0 <= args.outer_gae_lambda <= 1, "must be in [0, 1]"),
-        ("--outer-ent-coef", args.outer_ent_coef, args.outer_ent_coef >= 0, "must be >= 0"),
-        ("--eval-every", args.eval_every, args.eval_every >= 0, "must be >= 0"),
-        ("--checkpoint-every-s", args.checkpoint_every_s, args.checkpoint_every_s >= 0, "must be >= 0"),
-        ("--time-limit-s", args.time_limit_s, args.time_limit_s >= 0, "must be >= 0"),
-    ]
-    for option, value, ok, allowed in rules:
-        if not ok:  # also catches NaN, for which every comparison is False
-            fail(f"{option} {allowed}, got {value}")
-
-
-def fail(message):
-    """Bad input: one line on stderr and exit code 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
+# =====================================================================================================
+# ALGO LOGIC: the networks, the inner and outer losses, the meta-gradient (paper Section 3, Figure 1)
+# =====================================================================================================
 # γ(η) = sigmoid(η): Snake's γ lives in (0, 1).
 def gamma_fn(meta_params):
     return jax.nn.sigmoid(meta_params)
@@ -143,18 +107,16 @@ def gamma_inverse(gamma):
     return math.log(gamma / (1.0 - gamma))
 
 
-# The reference's initialisation for every layer, output layers included: Haiku's default
-# (dm-haiku 0.0.7), weights truncated_normal(−2, 2) / sqrt(fan_in) with no correction for the
-# truncation (std 0.88 / sqrt(fan_in)), biases 0. flax's lecun_normal corrects for it, which
+# The reference's initialisation of every layer: Haiku's default (dm-haiku 0.0.7), weights
+# truncated_normal(−2, 2) / sqrt(fan_in) without flax's correction for the truncation (so std
+# 0.88 / sqrt(fan_in); this scale cancels flax's division by 0.8796), biases 0. flax's lecun_normal
 # makes each layer 1.137× larger and, through the meta-optimiser's eps_root, γ's early steps too.
-# (flax divides the scale by the truncated normal's std, 0.8796; this scale cancels that.)
 HAIKU_INIT = nn.initializers.variance_scaling(0.87962566103423978**2, "fan_in", "truncated_normal")
 
 
 class Conv2x2(nn.Module):
-    """nn.Conv(features, (2, 2), strides=stride, padding="SAME") with nn.Conv's parameters, as one
-    matmul over 2×2 patches: vmapped over seeds, nn.Conv becomes a grouped convolution, slow on
-    CPU; a batched matmul is not."""
+    """nn.Conv(features, (2, 2), strides=stride, padding="SAME") as one matmul over 2×2 patches:
+    vmapped over seeds, nn.Conv becomes a grouped convolution, slow on CPU; a batched matmul is not."""
 
     features: int
     stride: int  # 1 or 2
@@ -175,8 +137,7 @@ class Conv2x2(nn.Module):
 
 
 class Torso(nn.Module):
-    """Conv(32, 2×2, stride 2) → ReLU → Conv(32, 2×2, stride 1, SAME) → ReLU → flatten:
-    the 6×6×5 grid becomes 3×3×32 = 288 features."""
+    """Conv(32, 2×2, stride 2) → ReLU → Conv(32, 2×2, stride 1) → ReLU → flatten: 6×6×5 → 288 features."""
 
     @nn.compact
     def __call__(self, obs):
@@ -208,10 +169,9 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """Dual-head critic: the inner head V^γ and the outer head V^γ′ (each MLP(128, 128) → 1)
-    share a conv torso, but the outer head reads stop_gradient(torso): it learns from the torso
-    without shaping it, so adding it changes nothing about how the inner critic learns (paper
-    Figure 4)."""
+    """Dual-head critic: the inner head V^γ and the outer head V^γ′ (each MLP(128, 128) → 1) share a
+    conv torso, but the outer head reads stop_gradient(torso): it learns from the torso without shaping
+    it, so adding it changes nothing about how the inner critic learns (paper Figure 4)."""
 
     @nn.compact
     def __call__(self, obs):
@@ -240,15 +200,15 @@ class RunnerState(NamedTuple):
     opt_state: optax.OptState
     meta_params: jax.Array  # η
     meta_opt_state: optax.OptState
-    target_opt_state: optax.OptState  # BMG's target optimiser (bmg_snake.py); MG has none: ()
+    target_opt_state: optax.OptState  # BMG's target optimiser; MG has none: ()
     env_state: common_envs.EnvState
     obs: jax.Array
     key: jax.Array  # per-seed key; update i uses fold_in(key, i)
 
 
 def gae(rewards, dones, values, gamma, lam):
-    """GAE/TD(λ) advantages over a [T, B] rollout; values has T + 1 rows (the last one
-    bootstraps s_T). γ stays live: it is the meta-gradient's only path to η."""
+    """GAE/TD(λ) advantages over a [T, B] rollout; values has T + 1 rows (the last one bootstraps s_T).
+    γ stays live: it is the meta-gradient's only path to η."""
 
     def backward(next_advantage, step):
         reward, done, value, next_value = step
@@ -256,12 +216,8 @@ def gae(rewards, dones, values, gamma, lam):
         advantage = delta + gamma * lam * (1.0 - done) * next_advantage
         return advantage, advantage
 
-    _, advantages = jax.lax.scan(
-        backward,
-        jnp.zeros_like(values[-1]),
-        (rewards, dones.astype(values.dtype), values[:-1], values[1:]),
-        reverse=True,
-    )
+    steps = (rewards, dones.astype(values.dtype), values[:-1], values[1:])
+    _, advantages = jax.lax.scan(backward, jnp.zeros_like(values[-1]), steps, reverse=True)
     return advantages, advantages + values[:-1]
 
 
@@ -272,23 +228,19 @@ def normalize(x):
     return (x - mean) * jax.lax.rsqrt(var + 1e-5)
 
 
-ENV_ID = common_envs.SNAKE_ENV_ID
-EVAL_METRICS = ("eval/episodic_return", "eval/episodic_return_greedy", "eval/episodic_length")
-EVAL_GAMES = 512  # the reference's total_num_eval
-EVAL_SEED = 20220101  # evaluation keys: fold_in(PRNGKey(EVAL_SEED), updates done), whatever the seed
+# What the outer loss logs; nan in A2C, which has none.
+OUTER_METRICS = ("meta/outer_advantage", "meta/outer_advantage_inner_critic", "meta/outer_advantage_outer_critic")
 
 
 def make_train(args: Args):
     env = common_envs.make_snake(args.num_envs)
-    num_steps = args.num_steps
     actor, critic = Actor(env.num_actions), Critic()
     optimizer = optax.rmsprop(args.learning_rate, decay=0.9)  # optax puts eps inside the sqrt
-    # As the reference (snake/training/setup_run.py): eps_root inside Adam's square root keeps
-    # the first meta-steps small while meta-gradients are ~1e-6 (with eps_root = 0 Adam takes
-    # full-size steps whatever the gradient's size, and γ rises far faster than the paper's).
-    meta_optimizer = optax.chain(optax.clip_by_global_norm(args.max_grad_norm),
-                                 optax.adam(args.meta_lr, eps_root=1e-8))
-    game = common_envs.snake_game()  # evaluation plays single games, without auto-reset
+    # As the reference (snake/training/setup_run.py): eps_root inside Adam's square root keeps the
+    # first meta-steps small while meta-gradients are ~1e-6 (with eps_root = 0 Adam takes full-size
+    # steps whatever the gradient's size, and γ rises far faster than the paper's).
+    meta_optimizer = optax.chain(optax.clip_by_global_norm(args.max_grad_norm), optax.adam(args.meta_lr, eps_root=1e-8))
+    snake_evaluate = common_envs.snake_evaluator()  # the games are built here, outside any trace
 
     def init(seed):
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
@@ -299,8 +251,8 @@ def make_train(args: Args):
         meta_params = jnp.asarray(gamma_inverse(args.gamma_init), dtype=jnp.float32)
         obs, env_state = env.reset(env_key)
         target_opt_state = optimizer.init(params)  # the target's own RMSProp state (the reference's)
-        return RunnerState(params, optimizer.init(params), meta_params, meta_optimizer.init(meta_params),
-                           target_opt_state, env_state, obs, key)
+        opt_states = (optimizer.init(params), meta_params, meta_optimizer.init(meta_params), target_opt_state)
+        return RunnerState(params, *opt_states, env_state, obs, key)
 
     def rollout(params, env_state, obs, key):
         def env_step(carry, step_key):
@@ -311,12 +263,13 @@ def make_train(args: Args):
             transition = Transition(obs, action, reward, done, info["episode_return"], info["episode_length"])
             return (env_state, next_obs), transition
 
-        (env_state, last_obs), traj = jax.lax.scan(env_step, (env_state, obs), jax.random.split(key, num_steps))
+        keys = jax.random.split(key, args.num_steps)
+        (env_state, last_obs), traj = jax.lax.scan(env_step, (env_state, obs), keys)
         return env_state, last_obs, Batch(traj, last_obs)
 
     def baseline_values(params, batch):
-        """(V_inner, V_outer) on s_0..s_T, under stop_gradient: the values the advantages and
-        bootstrap targets use, from the critic's two heads."""
+        """(V_inner, V_outer) on s_0..s_T from the critic's two heads, under stop_gradient: the values
+        the advantages and bootstrap targets use."""
         obs = jnp.concatenate([batch.traj.obs, batch.last_obs[None]])
         return jax.lax.stop_gradient(critic.apply(params["critic"], obs))
 
@@ -328,8 +281,7 @@ def make_train(args: Args):
 
     def inner_loss(params, batch, values, gamma):
         """A2C loss with the meta-parameter γ(η) (paper eq. 1); both critic heads learn here."""
-        traj = batch.traj
-        inner_values, outer_values = values
+        traj, (inner_values, outer_values) = batch.traj, values
         advantages, targets = gae(traj.reward, traj.done, inner_values, gamma, args.gae_lambda)
         _, outer_targets = gae(traj.reward, traj.done, outer_values, args.outer_gamma, args.outer_gae_lambda)
         log_prob, entropy = policy_terms(params, traj.obs, traj.action)
@@ -340,52 +292,41 @@ def make_train(args: Args):
         value_loss = jnp.mean((targets - inner_pred) ** 2)
         outer_value_loss = jnp.mean((outer_targets - outer_pred) ** 2)
         loss = policy_loss - args.ent_coef * entropy + args.vf_coef * (value_loss + outer_value_loss)
-        return loss, {
-            "losses/policy_loss": policy_loss,
-            "losses/value_loss": value_loss,
-            "losses/outer_value_loss": outer_value_loss,
-            "losses/entropy": entropy,
-        }
+        names = ("losses/policy_loss", "losses/value_loss", "losses/outer_value_loss", "losses/entropy")
+        return loss, dict(zip(names, (policy_loss, value_loss, outer_value_loss, entropy)))
 
     def inner_update(meta_params, params, opt_state, batch, values):
-        """θ′(η): one RMSProp step on L_inner(θ, η), differentiable in η (the meta-gradient goes
-        through the whole update, the second-moment estimate included)."""
+        """θ′(η): one RMSProp step on L_inner(θ, η), differentiable in η (the meta-gradient goes through
+        the whole update, the second-moment estimate included)."""
         grads, metrics = jax.grad(inner_loss, has_aux=True)(params, batch, values, gamma_fn(meta_params))
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), (new_opt_state, metrics)
 
     def inner_update_and_vjp(meta_params, params, opt_state, batch, values):
-        """θ′(η) and the pull-back of ∂L_meta/∂θ′ to η from one linearised inner step (the inner
-        gradient is computed once). The meta-loss sees the critic only under stop_gradient, so
-        only the actor's part of θ′ is differentiated: no second-order work for the critic."""
+        """θ′(η), and the function that pulls ∂L_meta/∂θ′ back to η through the inner step (the inner
+        gradient is computed once). The meta-loss sees the critic only under stop_gradient, so only the
+        actor's part of θ′ is differentiated: no second-order work for the critic."""
 
-        def actor_step(eta):
-            new_params, aux = inner_update(eta, params, opt_state, batch, values)
-            return new_params["actor"], (new_params, aux)
+        def actor_step(meta_params):  # differentiated output: θ′_actor; auxiliary: all of θ′, untouched
+            new_params, (new_opt_state, metrics) = inner_update(meta_params, params, opt_state, batch, values)
+            return new_params["actor"], (new_params, new_opt_state, metrics)
 
-        _, actor_vjp, (new_params, (new_opt_state, metrics)) = jax.vjp(actor_step, meta_params, has_aux=True)
+        # vjp returns θ′_actor (also in the auxiliary θ′, so dropped), the pull-back, and the auxiliary.
+        _, actor_vjp, (new_params, new_opt_state, metrics) = jax.vjp(actor_step, meta_params, has_aux=True)
         meta_vjp = lambda cotangent: actor_vjp(cotangent["actor"])[0]
         return new_params, new_opt_state, metrics, meta_vjp
 
     def outer_loss(params, batch, values):
-        """A2C policy-gradient loss with fixed γ′, λ′ at θ′ (paper eq. 2). Its advantage needs
-        V^{π,γ′}: the outer head gives it (--outer-critic); the inner head gives V^{π,γ},
-        the bias of eq. 3."""
+        """A2C policy-gradient loss with fixed γ′, λ′ at θ′ (paper eq. 2). Its advantage needs V^{π,γ′}."""
         traj = batch.traj
-        advantages = {
-            name: gae(traj.reward, traj.done, v, args.outer_gamma, args.outer_gae_lambda)[0]
-            for name, v in zip(("inner_critic", "outer_critic"), values)
-        }
-        used = advantages["outer_critic" if args.outer_critic else "inner_critic"]
+        inner_head, outer_head = (gae(traj.reward, traj.done, v, args.outer_gamma, args.outer_gae_lambda)[0] for v in values)
+        # THE PAPER'S FIX: V^{π,γ′} from the outer head, instead of the inner head's V^{π,γ} (eq. 3's bias).
+        advantage = outer_head if args.outer_critic else inner_head
         if args.normalize_advantage:
-            used = normalize(used)
+            advantage = normalize(advantage)
         log_prob, entropy = policy_terms(params, traj.obs, traj.action)
-        loss = -jnp.mean(used * log_prob) - args.outer_ent_coef * entropy
-        return loss, {
-            "meta/outer_advantage": jnp.mean(used),
-            "meta/outer_advantage_inner_critic": jnp.mean(advantages["inner_critic"]),
-            "meta/outer_advantage_outer_critic": jnp.mean(advantages["outer_critic"]),
-        }
+        loss = -jnp.mean(advantage * log_prob) - args.outer_ent_coef * entropy
+        return loss, dict(zip(OUTER_METRICS, (jnp.mean(advantage), jnp.mean(inner_head), jnp.mean(outer_head))))
 
     def meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values):
         """BMG (paper eq. 5): the target θ̃ is one RMSProp step on the outer loss from θ′
@@ -405,132 +346,133 @@ def make_train(args: Args):
         loss, grads = jax.value_and_grad(matching_loss)(new_params)
         return grads, target_opt_state, metrics | {"losses/meta_loss": loss}
 
-    def evaluate(actor_params, updates_done):
-        """The reference's evaluation: EVAL_GAMES fresh games played to their end (death, a full
-        board or the time limit) by the current policy, once sampling its actions and once
-        greedily. The keys depend on the update alone: every seed and every variant plays the
-        same boards, so comparisons are paired."""
-        reset_key, action_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(EVAL_SEED), updates_done))
-        boards, first = jax.vmap(game.reset)(jax.random.split(reset_key, EVAL_GAMES))
-        both = lambda x: jnp.concatenate([x, x])  # each board twice: sampled actions, then greedy ones
-
-        # A fixed number of steps (the time limit), finished games masked: a loop that stopped when
-        # every game had ended would have to wait for every seed, a reduction across the devices.
-        def play(carry, t):
-            state, obs, alive, episode_return, episode_length = carry
-            logits = actor.apply(actor_params, obs)
-            sampled = jax.random.categorical(jax.random.fold_in(action_key, t), logits[:EVAL_GAMES])
-            action = jnp.concatenate([sampled, jnp.argmax(logits[EVAL_GAMES:], axis=-1)])
-            state, timestep = jax.vmap(game.step)(state, action)
-            episode_return += jnp.where(alive, timestep.reward, 0.0)
-            episode_length += alive
-            alive &= ~timestep.last()  # a finished game plays on unseen: its moves count for nothing
-            return (state, timestep.observation.grid, alive, episode_return, episode_length), None
-
-        start = (jax.tree.map(both, boards), both(first.observation.grid), jnp.ones(2 * EVAL_GAMES, bool),
-                 jnp.zeros(2 * EVAL_GAMES), jnp.zeros(2 * EVAL_GAMES, jnp.int32))
-        (*_, episode_return, episode_length), _ = jax.lax.scan(play, start, jnp.arange(common_envs.SNAKE_TIME_LIMIT))
-        return {"eval/episodic_return": jnp.mean(episode_return[:EVAL_GAMES]),
-                "eval/episodic_return_greedy": jnp.mean(episode_return[EVAL_GAMES:]),
-                "eval/episodic_length": jnp.mean(episode_length[:EVAL_GAMES].astype(jnp.float32)),
-                "eval/updates_done": updates_done}
-
-    def no_evaluation(actor_params, updates_done):
-        return {name: jnp.nan for name in EVAL_METRICS} | {"eval/updates_done": jnp.int32(-1)}
-
     def update(runner: RunnerState, update_index):
+        """One meta-update (paper Figure 1): 1. the inner step θ → θ′(η) on a batch sampled by θ;
+        2. an outer batch sampled by θ′; 3. the meta-loss at θ′, its advantage from the head that
+        --outer-critic chooses (outer_loss); 4. the meta-gradient: ∇θ′ of it pulled back through the
+        inner step to η; 5. the meta-step on η. A2C (--meta-lr 0) stops after step 1."""
         key_inner, key_outer = jax.random.split(jax.random.fold_in(runner.key, update_index))
-        params, meta_params = runner.params, runner.meta_params
-        env_state, obs, inner_batch = rollout(params, runner.env_state, runner.obs, key_inner)
-        inner_values = baseline_values(params, inner_batch)
-        inner_args = (params, runner.opt_state, inner_batch, inner_values)
-        sampled = [inner_batch.traj]  # every training episode counts, inner and outer batch alike
+        # 1. INNER STEP θ → θ′(η)
+        env_state, obs, inner_batch = rollout(runner.params, runner.env_state, runner.obs, key_inner)
+        inner = (runner.meta_params, runner.params, runner.opt_state, inner_batch, baseline_values(runner.params, inner_batch))
+        if args.meta_lr == 0:  # A2C: γ fixed, no outer batch, no meta-gradient
+            new_params, (new_opt_state, metrics) = inner_update(*inner)
+            runner = runner._replace(params=new_params, opt_state=new_opt_state, env_state=env_state, obs=obs)
+            outer_metrics = {name: jnp.nan for name in (*OUTER_METRICS, "losses/meta_loss")}
+            return runner, metrics | outer_metrics | diagnostics(runner, jnp.zeros(()), [inner_batch], update_index)
+        new_params, new_opt_state, metrics, meta_vjp = inner_update_and_vjp(*inner)
+        # 2. OUTER BATCH, sampled by θ′
+        env_state, obs, outer_batch = rollout(new_params, env_state, obs, key_outer)
+        outer_values = baseline_values(new_params, outer_batch)
+        # 3. META-LOSS at θ′ and its gradient in θ′
+        target_opt_state = runner.target_opt_state
+        cotangent, target_opt_state, meta_metrics = meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values)
+        # 4. META-GRADIENT ∂L_meta/∂η, through θ′(η)
+        meta_grad = meta_vjp(cotangent)
+        # 5. META-STEP on η
+        meta_updates, meta_opt_state = meta_optimizer.update(meta_grad, runner.meta_opt_state)
+        meta_params = optax.apply_updates(runner.meta_params, meta_updates)
+        runner = RunnerState(
+            new_params, new_opt_state, meta_params, meta_opt_state, target_opt_state, env_state, obs, runner.key
+        )
+        return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, [inner_batch, outer_batch], update_index)
 
-        if args.meta_lr == 0:  # A2C: no outer batch, no meta-gradient, γ fixed
-            new_params, (new_opt_state, metrics) = inner_update(meta_params, *inner_args)
-            meta_grad, meta_opt_state = jnp.zeros_like(meta_params), runner.meta_opt_state
-            target_opt_state = runner.target_opt_state
-            metrics |= {k: jnp.nan for k in OUTER_METRICS}
-        else:
-            new_params, new_opt_state, metrics, meta_vjp = inner_update_and_vjp(meta_params, *inner_args)
-            env_state, obs, outer_batch = rollout(new_params, env_state, obs, key_outer)
-            outer_values = baseline_values(new_params, outer_batch)
-            cotangent, target_opt_state, meta_metrics = meta_loss_grad(
-                new_params, runner.target_opt_state, outer_batch, outer_values)
-            meta_grad = meta_vjp(cotangent)
-            meta_updates, meta_opt_state = meta_optimizer.update(meta_grad, runner.meta_opt_state)
-            meta_params = optax.apply_updates(meta_params, meta_updates)
-            metrics |= meta_metrics
-            sampled.append(outer_batch.traj)
+    def evaluate(actor_params, updates_done):
+        """The reference's evaluation (common_envs.snake_evaluator) of the policy θ_actor."""
+        return snake_evaluate(lambda obs: actor.apply(actor_params, obs), updates_done)
 
-        leaves = jax.tree.leaves((new_params, meta_params, meta_grad))
-        finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in leaves]))
-        metrics |= {
-            "meta/gamma": gamma_fn(meta_params),
+    def diagnostics(runner, meta_grad, batches, update_index):
+        """What an update logs besides its losses: γ, the meta-gradient, the training episodes that
+        ended (inner and outer batches alike), whether all is finite, and every --eval-every updates
+        the evaluation of the policy after update_index + 1 updates."""
+        leaves = jax.tree.leaves((runner.params, runner.meta_params, meta_grad))
+        metrics = {
+            "meta/gamma": gamma_fn(runner.meta_params),
             "meta/meta_grad": meta_grad,
-            "episodes/return_sum": sum(jnp.sum(t.episode_return) for t in sampled),
-            "episodes/length_sum": sum(jnp.sum(t.episode_length) for t in sampled).astype(jnp.float32),
-            "episodes/count": sum(jnp.sum(t.done) for t in sampled).astype(jnp.float32),
-            "finite": finite,
+            "episodes/return_sum": sum(jnp.sum(b.traj.episode_return) for b in batches),
+            "episodes/length_sum": sum(jnp.sum(b.traj.episode_length) for b in batches).astype(jnp.float32),
+            "episodes/count": sum(jnp.sum(b.traj.done) for b in batches).astype(jnp.float32),
+            "finite": jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in leaves])),
         }
-        if args.eval_every:  # the policy after update_index + 1 updates, scored as the reference did
-            updates_done = update_index + 1
-            metrics |= jax.lax.cond(updates_done % args.eval_every == 0, evaluate, no_evaluation,
-                                    new_params["actor"], updates_done)
-        runner = RunnerState(new_params, new_opt_state, meta_params, meta_opt_state, target_opt_state,
-                             env_state, obs, runner.key)
-        return runner, metrics
+        if args.eval_every:
+            evaluated = (update_index + 1) % args.eval_every == 0
+            no_eval = common_envs.snake_no_evaluation
+            metrics |= jax.lax.cond(evaluated, evaluate, no_eval, runner.params["actor"], update_index + 1)
+        return metrics
 
     def train(runner: RunnerState, update_indices):
         """Runs the updates `update_indices` (a chunk) for one seed; returns stacked metrics."""
         return jax.lax.scan(update, runner, update_indices)
 
-    return SimpleNamespace(init=init, train=train, rollout=rollout, baseline_values=baseline_values,
-        inner_loss=inner_loss, inner_update=inner_update, inner_update_and_vjp=inner_update_and_vjp, outer_loss=outer_loss,
-        meta_loss_grad=meta_loss_grad, evaluate=evaluate, meta_optimizer=meta_optimizer,
-        steps_per_batch=num_steps * args.num_envs)
+    # main uses init, train and steps_per_batch; the tests check the other pieces one by one.
+    pieces = (init, train, rollout, baseline_values, inner_loss, inner_update, inner_update_and_vjp, outer_loss)
+    pieces += (meta_loss_grad, evaluate)
+    steps_per_batch = args.num_steps * args.num_envs
+    return SimpleNamespace(**{f.__name__: f for f in pieces}, meta_optimizer=meta_optimizer, steps_per_batch=steps_per_batch)
 
 
-OUTER_METRICS = ("meta/outer_advantage", "meta/outer_advantage_inner_critic",
-                 "meta/outer_advantage_outer_critic", "losses/meta_loss")
-# Metrics that describe the state after a chunk (its last value); the rest are chunk means.
-LAST_VALUE_METRICS = ("meta/gamma",)
+# =====================================================================================================
+# TRY NOT TO MODIFY: argument checks, logging, the run directory, checkpoints, --resume and main.
+# check_args and summarize are this script's; the rest is the same in the four scripts (tests/test_shared_code.py).
+# =====================================================================================================
+ENV_ID = common_envs.SNAKE_ENV_ID
+LAST_VALUE_METRICS = ("meta/gamma",)  # the state after a chunk (its last value); the other metrics are chunk means
+
+
+def check_args(args: Args):
+    """Bad input stops here, before anything is compiled or written: one line, exit code 2."""
+    lowest = dict(seed=0, num_seeds=1, log_every=1, num_envs=1, num_steps=1, ent_coef=0, vf_coef=0, meta_lr=0)
+    lowest |= dict(outer_ent_coef=0, eval_every=0, checkpoint_every_s=0, time_limit_s=0)
+    rules = [(name, value >= low, f"must be >= {low}") for name, low in lowest.items() for value in [getattr(args, name)]]
+    rules += [(name, getattr(args, name) > 0, "must be > 0") for name in ("learning_rate", "max_grad_norm")]
+    rules += [(name, 0 <= getattr(args, name) <= 1, "must be in [0, 1]") for name in ("gae_lambda", "outer_gae_lambda")]
+    batch, devices = args.num_envs * args.num_steps, jax.device_count()
+    rules += [
+        ("seed", args.seed + args.num_seeds <= 2**31, "+ --num-seeds must be <= 2^31 (a JAX int32 key)"),
+        ("num_seeds", args.num_seeds % devices == 0, f"must be a multiple of the {devices} devices the seeds are split over"),
+        ("total_timesteps", args.total_timesteps >= batch, f"must be >= one batch (--num-envs × --num-steps = {batch})"),
+        ("gamma_init", 0.0 < args.gamma_init < 1.0, "must be in (0, 1)"),
+        ("outer_gamma", 0 < args.outer_gamma <= 1, "must be in (0, 1]"),
+    ]
+    for name, ok, allowed in rules:
+        if not ok:  # also catches NaN, for which every comparison is False
+            fail(f"--{name.replace('_', '-')} {allowed}, got {getattr(args, name)}")
 
 
 def summarize(metrics, seed_index, steps_per_batch):
-    """One log point of one seed from a chunk's stacked metrics (numpy, [seeds, updates]). An
-    evaluation is logged with the step of the policy it scored (eval/global_step); nan where the
-    chunk held none."""
+    """One log point of one seed from a chunk's stacked metrics (numpy, [seeds, updates]). An evaluation
+    is logged with the step of the policy it scored (eval/global_step); nan where the chunk held none."""
     seed = {name: values[seed_index] for name, values in metrics.items()}
     count = max(seed["episodes/count"].sum(), 1)
-    row = {"charts/episodic_return": seed["episodes/return_sum"].sum() / count,
-           "charts/episodic_length": seed["episodes/length_sum"].sum() / count}
-    row |= {name: values[-1] if name in LAST_VALUE_METRICS else values.mean()
-            for name, values in seed.items() if not name.startswith(("episodes/", "eval/")) and name != "finite"}
-    if "eval/updates_done" in seed:
-        evaluated = np.flatnonzero(seed["eval/updates_done"] >= 0)
-        last = evaluated[-1] if len(evaluated) else None  # the chunk's last evaluation
-        row |= {name: np.nan if last is None else seed[name][last] for name in EVAL_METRICS}
+    row = {f"charts/episodic_{x}": seed[f"episodes/{x}_sum"].sum() / count for x in ("return", "length")}
+    for name, values in seed.items():
+        if not name.startswith(("episodes/", "eval/")) and name != "finite":
+            row[name] = values[-1] if name in LAST_VALUE_METRICS else values.mean()
+    evaluated = np.flatnonzero(seed.get("eval/updates_done", np.array([])) >= 0)
+    if "eval/updates_done" in seed:  # the chunk's last evaluation, if it held one
+        last = evaluated[-1] if len(evaluated) else None
+        row |= {name: np.nan if last is None else seed[name][last] for name in common_envs.SNAKE_EVAL_METRICS}
         row["eval/global_step"] = np.nan if last is None else int(seed["eval/updates_done"][last]) * steps_per_batch
     return row
 
 
-# --------------------------------------------------------------------------------------------
-# Running: the run directory, logs, checkpoints and --resume (the same in the four scripts)
-# --------------------------------------------------------------------------------------------
 SCRIPT = os.path.basename(__file__)
 CHECKPOINT_FORMAT = 1
-# What --resume may change: nothing here changes a number of the run (the budget may only grow).
-RESUME_MAY_CHANGE = ("total_timesteps", "num_updates", "log_every", "checkpoint_every_s", "time_limit_s",
-                     "runs_dir", "save_model", "resume")
+# What --resume may change: nothing that changes a number of the run (the budget may only grow).
+RESUME_MAY_CHANGE = ("total_timesteps", "num_updates", "log_every", "checkpoint_every_s", "time_limit_s", "runs_dir")
+RESUME_MAY_CHANGE += ("save_model", "resume")
+
+
+def fail(message):
+    """Bad input: one line on stderr and exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def make_run_dir(args):
-    """runs/<env>__<exp_name>__<seed>__<time>, with -1, -2, ... if that name is taken (two runs
-    started in the same second)."""
+    """runs/<env>__<exp_name>__<seed>__<time>, with -1, -2, ... if two runs start in the same second."""
     base = os.path.join(args.runs_dir, f"{ENV_ID}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    for attempt in range(1000):
-        run_dir = f"{base}-{attempt}" if attempt else base
+    for run_dir in [base] + [f"{base}-{attempt}" for attempt in range(1, 1000)]:
         try:
             os.makedirs(run_dir)
             return run_dir
@@ -543,11 +485,12 @@ def make_run_dir(args):
 
 def read_checkpoint(run_dir):
     """The checkpoint of `run_dir`; one line and exit 2 if it is missing, torn or not this script's."""
+    path = os.path.join(run_dir, "checkpoint.msgpack")
     try:
-        with open(os.path.join(run_dir, "checkpoint.msgpack"), "rb") as f:
+        with open(path, "rb") as f:
             checkpoint = flax.serialization.msgpack_restore(f.read())
     except OSError as error:
-        fail(f"--resume {run_dir}: cannot read {os.path.join(run_dir, 'checkpoint.msgpack')} ({error.strerror})")
+        fail(f"--resume {run_dir}: cannot read {path} ({error.strerror})")
     except Exception:  # msgpack's own errors: a truncated or corrupt file
         fail(f"--resume {run_dir}: checkpoint.msgpack is truncated or corrupt")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
@@ -560,28 +503,27 @@ def read_checkpoint(run_dir):
 
 
 def resume_args(checkpoint):
-    """A resumed run's options: the checkpoint's, with the command line's on top. Only those that
-    change no number may differ, and the budget cannot end before the checkpoint."""
-    args = tyro.cli(Args, default=Args(**checkpoint["args"]))
+    """A resumed run's options: the checkpoint's, with the command line's on top. Only those that change
+    no number may differ, and the budget cannot end before the checkpoint."""
+    args, done = tyro.cli(Args, default=Args(**checkpoint["args"])), checkpoint["updates_done"]
     for field in dataclasses.fields(Args):
         given, saved = getattr(args, field.name), checkpoint["args"][field.name]
         if field.name not in RESUME_MAY_CHANGE and given != saved:
             fail(f"--{field.name.replace('_', '-')} must be the checkpoint's ({saved}) to resume, got {given}")
-    if args.num_updates < checkpoint["updates_done"]:
-        fail(f"--resume: the budget ({args.num_updates} updates) ends before the checkpoint's "
-             f"{checkpoint['updates_done']} updates")
+    if args.num_updates < done:
+        fail(f"--resume: the budget ({args.num_updates} updates) ends before the checkpoint's {done} updates")
     return args
 
 
 def write_checkpoint(run_dir, args, seeds, updates_done, runner):
-    """Every seed's whole training state, written atomically (a temporary file, then os.replace):
-    a kill at any instant leaves the previous checkpoint or this one, never a torn file. The leaves
-    are saved flat (flax cannot serialise jumanji's State); their tree comes from a fresh runner."""
-    payload = {"format": CHECKPOINT_FORMAT, "script": SCRIPT, "args": dataclasses.asdict(args), "seeds": seeds,
-               "updates_done": updates_done, "leaves": [np.asarray(x) for x in jax.tree.leaves(runner)]}
+    """Every seed's whole training state, written atomically (a temporary file, then os.replace): a kill
+    at any instant leaves the previous checkpoint or this one, never a torn file. The leaves are saved
+    flat (flax cannot serialise jumanji's State); their tree comes from a fresh runner."""
+    leaves = [np.asarray(x) for x in jax.tree.leaves(runner)]
+    payload = dict(format=CHECKPOINT_FORMAT, script=SCRIPT, args=dataclasses.asdict(args), seeds=seeds)
     path = os.path.join(run_dir, "checkpoint.msgpack")
     with open(path + ".tmp", "wb") as f:
-        f.write(flax.serialization.msgpack_serialize(payload))
+        f.write(flax.serialization.msgpack_serialize(payload | dict(updates_done=updates_done, leaves=leaves)))
         f.flush()
         os.fsync(f.fileno())
     os.replace(path + ".tmp", path)
@@ -590,17 +532,15 @@ def write_checkpoint(run_dir, args, seeds, updates_done, runner):
 def restore_runner(checkpoint, fresh, run_dir):
     """The checkpoint's leaves in the tree of a freshly initialised runner, if every leaf fits."""
     leaves, fresh_leaves = checkpoint["leaves"], jax.tree.leaves(fresh)
-    if len(leaves) != len(fresh_leaves) or any(
-        (a.shape, a.dtype) != (b.shape, b.dtype) for a, b in zip(leaves, fresh_leaves)
-    ):
+    fits = [(a.shape, a.dtype) == (b.shape, b.dtype) for a, b in zip(leaves, fresh_leaves)]
+    if len(leaves) != len(fresh_leaves) or not all(fits):
         fail(f"--resume {run_dir}: the checkpoint's training state does not fit {SCRIPT}'s")
     return jax.tree.unflatten(jax.tree.structure(fresh), [jnp.asarray(x) for x in leaves])
 
 
 def cut_log(run_dir, writers, global_step):
-    """Forgets what was logged after the checkpoint: the metrics.csv rows after it (whole rows
-    only), and in TensorBoard every later step (a SessionLog START event purges the steps at and
-    after its own)."""
+    """Forgets what was logged after the checkpoint: the metrics.csv rows after it (whole rows only),
+    and in TensorBoard every later step (a SessionLog START event purges the steps at and after its own)."""
     csv_path = os.path.join(run_dir, "metrics.csv")
     if os.path.exists(csv_path):
         with open(csv_path) as f:
@@ -610,40 +550,39 @@ def cut_log(run_dir, writers, global_step):
             f.write(header + "".join(rows))
         os.replace(csv_path + ".tmp", csv_path)
     for writer in writers:
-        writer.add_event(Event(wall_time=time.time(), step=global_step + 1,
-                               session_log=SessionLog(status=SessionLog.START)))
+        writer.add_event(Event(wall_time=time.time(), step=global_step + 1, session_log=SessionLog(status=SessionLog.START)))
 
 
-def write_log_point(writers, csv_path, seeds, global_step, rows):
-    """One log point: a TensorBoard event per metric (an evaluation at the step of the policy it
-    scored) and each seed's metrics.csv row, all rows in one write: a crash leaves whole rows."""
+def add_scalar(writer, name, value, step):
+    """One TensorBoard scalar event."""
+    summary = Summary(value=[Summary.Value(tag=name, simple_value=float(value))])
+    writer.add_event(Event(wall_time=time.time(), step=int(step), summary=summary))
+
+
+def write_log_point(writers, run_dir, seeds, global_step, rows):
+    """One log point: a TensorBoard event per metric (an evaluation at the step of the policy it scored,
+    none where there was none) and each seed's metrics.csv row, all in one write: a crash leaves whole rows."""
     for writer, row in zip(writers, rows):
         eval_step = row.get("eval/global_step", global_step)
         for name, value in row.items():
             step = eval_step if name.startswith("eval/") else global_step
-            if name == "eval/global_step" or (isinstance(step, float) and math.isnan(step)):
-                continue  # no evaluation in this chunk
-            summary = Summary(value=[Summary.Value(tag=name, simple_value=float(value))])
-            writer.add_event(Event(wall_time=time.time(), step=int(step), summary=summary))
+            if name != "eval/global_step" and not (isinstance(step, float) and math.isnan(step)):
+                add_scalar(writer, name, value, step)
         writer.flush()
-    if not os.path.exists(csv_path):
-        with open(csv_path, "w") as f:
-            f.write(",".join(["seed", "global_step", *rows[0]]) + "\n")
-    text = lambda v: str(v) if isinstance(v, int) else f"{v:.6g}"
+    csv_path, text = os.path.join(run_dir, "metrics.csv"), lambda v: str(v) if isinstance(v, int) else f"{v:.6g}"
+    lines = [f"{s},{global_step}," + ",".join(text(v) for v in row.values()) + "\n" for s, row in zip(seeds, rows)]
+    header = [] if os.path.exists(csv_path) else [",".join(["seed", "global_step", *rows[0]]) + "\n"]
     with open(csv_path, "a") as f:
-        f.write("".join(f"{s},{global_step}," + ",".join(text(v) for v in row.values()) + "\n"
-                        for s, row in zip(seeds, rows)))
+        f.write("".join(header + lines))
 
 
 def main():
     args = tyro.cli(Args)
     checkpoint = read_checkpoint(args.resume) if args.resume else None
-    if checkpoint:
-        args = resume_args(checkpoint)
+    args = resume_args(checkpoint) if checkpoint else args
     check_args(args)
     run_dir = args.resume or make_run_dir(args)
     seeds = list(range(args.seed, args.seed + args.num_seeds))
-    csv_path = os.path.join(run_dir, "metrics.csv")
     fns = make_train(args)
     runner, done = jax.jit(jax.vmap(fns.init))(jnp.asarray(seeds)), 0
     if checkpoint:  # checked before anything in the run directory changes
@@ -653,21 +592,18 @@ def main():
     writers = [EventFileWriter(os.path.join(run_dir, f"seed{s}")) for s in seeds]
     if checkpoint:
         cut_log(run_dir, writers, done * fns.steps_per_batch)
-    print(f"run: {run_dir} | seeds {seeds[0]}..{seeds[-1]} | devices {jax.devices()}"
-          + (f" | resumed at update {done}" if checkpoint else ""), flush=True)
-
+    resumed = f" | resumed at update {done}" if checkpoint else ""
+    print(f"run: {run_dir} | seeds {seeds[0]}..{seeds[-1]} | devices {jax.devices()}{resumed}", flush=True)
     if jax.device_count() > 1:  # seeds are independent: split the seed axis over the devices
         mesh = jax.sharding.Mesh(jax.devices(), ("seeds",))
         runner = jax.device_put(runner, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
     # The runner is donated: each chunk updates it in place (the old one is never read again).
     train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)), donate_argnums=0)
-    start_time = time.time()
-    chunk_size = min(args.log_every, args.num_updates)
+    start_time, chunk_size = time.time(), min(args.log_every, args.num_updates)
     compiled = train.lower(runner, jnp.arange(chunk_size)).compile()
     print(f"compiled in {time.time() - start_time:.1f}s", flush=True)
 
-    # Ctrl-C and SIGTERM end the run between chunks, so every finished log point is kept.
-    interrupted = []
+    interrupted = []  # Ctrl-C and SIGTERM end the run between chunks, so every finished log point is kept
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, _: interrupted.append(signum))
     start_time = last_checkpoint = time.time()
@@ -679,30 +615,29 @@ def main():
             metrics = jax.device_get(metrics)
             if not metrics["finite"].all():  # stops without a checkpoint: the last one is sound
                 seed_index, update_index = np.argwhere(~metrics["finite"])[0]
-                sys.exit(f"error: non-finite meta-gradient, γ or parameters at update {int(chunk[update_index])} "
-                         f"of seed {seeds[seed_index]}; the log up to the previous chunk is in {run_dir}")
+                where = f"at update {int(chunk[update_index])} of seed {seeds[seed_index]}"
+                sys.exit(f"error: non-finite meta-gradient, γ or parameters {where}; the log before it is in {run_dir}")
             done += len(chunk)
             global_step = done * fns.steps_per_batch  # inner-batch steps of one seed (the paper's x-axis)
             elapsed = time.time() - start_time
             sps = (done - start_done) * fns.steps_per_batch / elapsed
             rows = [summarize(metrics, i, fns.steps_per_batch) for i in range(len(seeds))]
             for row in rows:
-                row["charts/SPS"] = sps
-                row["charts/env_steps_total"] = global_step * (1 if args.meta_lr == 0 else 2)
-            write_log_point(writers, csv_path, seeds, global_step, rows)
-            print(f"update {done}/{args.num_updates} | gamma {np.mean([r['meta/gamma'] for r in rows]):.4f} "
-                  f"| return {np.nanmean([r['charts/episodic_return'] for r in rows]):.3f} | SPS {sps:,.0f} "
-                  f"| ETA {(args.num_updates - done) * elapsed / (done - start_done) / 60:.1f} min", flush=True)
+                row |= {"charts/SPS": sps, "charts/env_steps_total": global_step * (1 if args.meta_lr == 0 else 2)}
+            write_log_point(writers, run_dir, seeds, global_step, rows)
+            gamma, ret = np.mean([r["meta/gamma"] for r in rows]), np.nanmean([r["charts/episodic_return"] for r in rows])
+            eta = (args.num_updates - done) * elapsed / (done - start_done) / 60
+            line = f"update {done}/{args.num_updates} | gamma {gamma:.4f} | return {ret:.3f} | SPS {sps:,.0f}"
+            print(f"{line} | ETA {eta:.1f} min", flush=True)
             if args.checkpoint_every_s and time.time() - last_checkpoint >= args.checkpoint_every_s:
                 write_checkpoint(run_dir, args, seeds, done, runner)
                 last_checkpoint = time.time()
             out_of_time = args.time_limit_s and time.time() - start_time >= args.time_limit_s
         write_checkpoint(run_dir, args, seeds, done, runner)  # at the end, on a stop, at the time limit
-        if args.save_model:  # θ and η of each seed, flax serialisation (also after a stop)
-            for i, s in enumerate(seeds):
-                state = jax.tree.map(lambda x: np.asarray(x[i]), {"params": runner.params, "meta_params": runner.meta_params})
-                with open(os.path.join(run_dir, f"seed{s}", "model.msgpack"), "wb") as f:
-                    f.write(flax.serialization.to_bytes(state))
+        for i, s in enumerate(seeds if args.save_model else []):  # θ and η of each seed (also after a stop)
+            model = jax.tree.map(lambda x, i=i: np.asarray(x[i]), {"params": runner.params, "meta_params": runner.meta_params})
+            with open(os.path.join(run_dir, f"seed{s}", "model.msgpack"), "wb") as f:
+                f.write(flax.serialization.to_bytes(model))
     finally:
         for writer in writers:
             writer.close()

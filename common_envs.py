@@ -80,10 +80,10 @@ CHAIN_S0_OBS = (-1.0, 0.0)
 
 
 def check_mapping_seed(mapping_seed: int):
-    # gymnax neither validates the mapping seed nor takes it modulo 5: 7 would silently
-    # make every chain pay 1.0.
+    # For callers of this module (the scripts check their --mapping-seed first): gymnax neither
+    # validates the mapping seed nor takes it modulo 5, and 7 would silently make every chain pay 1.0.
     if not 0 <= mapping_seed < CHAIN_NUM_ACTIONS:
-        raise ValueError(f"--mapping-seed must be in 0..{CHAIN_NUM_ACTIONS - 1}, got {mapping_seed}")
+        raise ValueError(f"mapping_seed must be in 0..{CHAIN_NUM_ACTIONS - 1}, got {mapping_seed}")
 
 
 def chain_rewards(mapping_seed: int) -> jax.Array:
@@ -106,15 +106,13 @@ def make_chain(mapping_seed: int, num_envs: int) -> BatchedEnv:
     env, env_params = gymnax.make(CHAIN_ENV_ID, mapping_seed=mapping_seed)
 
     def reset(key):
-        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
-            jax.random.split(key, num_envs), env_params
-        )
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
         return obs, EnvState(strong_types(env_state), _empty_stats(num_envs))
 
     def step(key, state, action):
-        obs, env_state, reward, terminated, truncated, _ = jax.vmap(
-            env.step, in_axes=(0, 0, 0, None)
-        )(jax.random.split(key, num_envs), state.env_state, action, env_params)
+        obs, env_state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(key, num_envs), state.env_state, action, env_params
+        )
         done = jnp.logical_or(terminated, truncated)
         stats, info = record_episodes(state.stats, reward, done)
         return obs, EnvState(env_state, stats), reward, done, info
@@ -193,3 +191,54 @@ def make_snake(num_envs: int) -> BatchedEnv:
         return obs, EnvState(env_state, stats), reward, done, info
 
     return BatchedEnv(reset, step, SNAKE_NUM_ACTIONS, SNAKE_OBS_SHAPE)
+
+
+# The reference's evaluation of a Snake policy (its `evaluator.py`): fresh games played to their
+# end (death, a full board or the time limit), once with sampled actions and once greedily, on the
+# same boards. The keys depend on the update alone: every seed and variant plays the same boards.
+SNAKE_EVAL_GAMES = 512  # the reference's total_num_eval
+SNAKE_EVAL_SEED = 20220101  # evaluation keys: fold_in(PRNGKey(SNAKE_EVAL_SEED), updates done)
+SNAKE_EVAL_METRICS = ("eval/episodic_return", "eval/episodic_return_greedy", "eval/episodic_length")
+
+
+def snake_evaluator():
+    """evaluate(policy_logits, updates_done): scores `policy_logits` (obs → logits) on
+    SNAKE_EVAL_GAMES games, sampled and greedy, the boards those of evaluation `updates_done`.
+
+    It plays a fixed number of steps (the time limit) with finished games masked: a loop that
+    stopped when every game had ended would wait for every seed, a reduction across devices."""
+    game, n = snake_game(), SNAKE_EVAL_GAMES
+    return lambda policy_logits, updates_done: _evaluate(game, n, policy_logits, updates_done)
+
+
+def _evaluate(game, n, policy_logits, updates_done):
+    reset_key, action_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(SNAKE_EVAL_SEED), updates_done))
+    boards, first = jax.vmap(game.reset)(jax.random.split(reset_key, n))
+    both = lambda x: jnp.concatenate([x, x])  # each board twice: sampled actions, then greedy ones
+
+    def play(carry, t):
+        state, obs, alive, episode_return, episode_length = carry
+        logits = policy_logits(obs)
+        sampled = jax.random.categorical(jax.random.fold_in(action_key, t), logits[:n])
+        action = jnp.concatenate([sampled, jnp.argmax(logits[n:], axis=-1)])
+        state, timestep = jax.vmap(game.step)(state, action)
+        episode_return += jnp.where(alive, timestep.reward, 0.0)
+        episode_length += alive
+        alive &= ~timestep.last()  # a finished game plays on unseen: its moves count for nothing
+        return (state, timestep.observation.grid, alive, episode_return, episode_length), None
+
+    start = (jax.tree.map(both, boards), both(first.observation.grid), jnp.ones(2 * n, bool), jnp.zeros(2 * n))
+    (*_, episode_return, episode_length), _ = jax.lax.scan(
+        play, (*start, jnp.zeros(2 * n, jnp.int32)), jnp.arange(SNAKE_TIME_LIMIT)
+    )
+    return {
+        "eval/episodic_return": jnp.mean(episode_return[:n]),
+        "eval/episodic_return_greedy": jnp.mean(episode_return[n:]),
+        "eval/episodic_length": jnp.mean(episode_length[:n].astype(jnp.float32)),
+        "eval/updates_done": updates_done,
+    }
+
+
+def snake_no_evaluation(policy_logits, updates_done):
+    """What snake_evaluate returns for an update that is not evaluated (eval/updates_done = −1)."""
+    return {name: jnp.nan for name in SNAKE_EVAL_METRICS} | {"eval/updates_done": jnp.int32(-1)}

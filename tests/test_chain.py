@@ -13,16 +13,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import bmg_chain
 import common_envs
 import mg_chain
-from conftest import ROOT
 
 SCRIPTS = {"mg": mg_chain, "bmg": bmg_chain}
 
 
-def prefer_chain0(params, log_odds=math.log(16.0)):
+LOG_16 = math.log(16.0)
+
+
+def prefer_chain0(params, log_odds=LOG_16):
     """π(0 | s0) = 0.8 through the weight on c (a bias would change the policy at every state)."""
     kernel = params["actor"]["params"]["Dense_0"]["kernel"]
     params["actor"]["params"]["Dense_0"]["kernel"] = kernel.at[0, 0].set(-log_odds)
@@ -83,7 +86,7 @@ def test_rewards_follow_mapping_seed():
     for m in range(5):
         rewards = np.asarray(common_envs.chain_rewards(m))
         assert rewards[m] == pytest.approx(1.1) and np.sum(rewards == 1.0) == 4
-    with pytest.raises(ValueError, match="mapping-seed"):
+    with pytest.raises(ValueError, match="mapping_seed must be in 0..4, got 7"):
         common_envs.make_chain(7, 4)
 
 
@@ -99,7 +102,9 @@ def test_last_step_is_terminal_and_bootstraps_nothing():
     gamma = 0.95
     for inner_values in [
         common_envs.chain_true_value(
-            jnp.concatenate([traj.obs, batch.last_obs[None]]), fns.pi_s0(runner.params), gamma,
+            jnp.concatenate([traj.obs, batch.last_obs[None]]),
+            fns.pi_s0(runner.params),
+            gamma,
             common_envs.chain_rewards(3),
         ),
         fns.baseline_values(runner.params, batch, gamma)[0],
@@ -122,29 +127,32 @@ def meta_gradient_setup(module, **overrides):
     to32 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float32), tree)
     # gymnax's environment is float32 and int32: it is built and the batches sampled without x64
     # (under x64 it would scatter float64 into its float32 observation, an error in future JAX).
+    # Each step is jitted: run op by op, float64 would compile every operation on its own (~30 s).
     with jax.enable_x64(False):
         fns = module.make_train(args)
-        runner = fns.init(0)
+        runner = jax.jit(fns.init)(0)
         params32 = prefer_chain0(runner.params)
-        env_state, obs, inner_batch = fns.rollout(params32, runner.env_state, runner.obs, jax.random.PRNGKey(1))
+        env_state, obs, inner_batch = jax.jit(fns.rollout)(params32, runner.env_state, runner.obs, jax.random.PRNGKey(1))
     params = to64(params32)
     eta0 = jnp.asarray(module.gamma_inverse(0.97), jnp.float64)
-    inner_values = fns.baseline_values(params, inner_batch, module.gamma_fn(eta0))
+    inner_values = jax.jit(fns.baseline_values)(params, inner_batch, module.gamma_fn(eta0))
     opt_state = to64(runner.opt_state)
-
-    def new_params_of(eta):
-        return fns.inner_update(eta, params, opt_state, inner_batch, inner_values)
-
+    new_params_of = jax.jit(lambda eta: fns.inner_update(eta, params, opt_state, inner_batch, inner_values))
     new_params0, (new_opt_state0, _) = new_params_of(eta0)
     with jax.enable_x64(False):
-        _, _, outer_batch = fns.rollout(to32(new_params0), env_state, obs, jax.random.PRNGKey(2))
-    outer_values = fns.baseline_values(new_params0, outer_batch, module.gamma_fn(eta0))
+        _, _, outer_batch = jax.jit(fns.rollout)(to32(new_params0), env_state, obs, jax.random.PRNGKey(2))
+    outer_values = jax.jit(fns.baseline_values)(new_params0, outer_batch, module.gamma_fn(eta0))
+
     # The meta-gradient exactly as the script's update computes it: vjp of θ′(η) (its actor
     # part), cotangent from the meta-loss, which must not depend on the critic part of θ′.
-    new_params, new_opt_state, _, meta_vjp = fns.inner_update_and_vjp(eta0, params, opt_state, inner_batch, inner_values)
-    cotangent, _, _ = fns.meta_loss_grad(new_params, runner.target_opt_state, outer_batch, outer_values)
-    assert all(np.all(leaf == 0) for leaf in jax.tree.leaves(cotangent["critic"]))
-    autodiff = meta_vjp(cotangent)
+    @jax.jit
+    def autodiff_of(eta):
+        new_params, _, _, meta_vjp = fns.inner_update_and_vjp(eta, params, opt_state, inner_batch, inner_values)
+        cotangent, _, _ = fns.meta_loss_grad(new_params, runner.target_opt_state, outer_batch, outer_values)
+        return meta_vjp(cotangent), cotangent["critic"]
+
+    autodiff, critic_cotangent = autodiff_of(eta0)
+    assert all(np.all(leaf == 0) for leaf in jax.tree.leaves(critic_cotangent))
     return fns, eta0, new_params_of, new_params0, new_opt_state0, outer_batch, outer_values, float(autodiff)
 
 
@@ -174,8 +182,8 @@ def test_mg_meta_gradient_matches_finite_difference(outer_critic, true_value):
 @pytest.mark.parametrize("outer_critic", [False, True])
 def test_bmg_meta_gradient_matches_finite_difference(outer_critic):
     with jax.enable_x64(True):
-        fns, eta0, new_params_of, new_params0, new_opt_state0, outer_batch, outer_values, autodiff = (
-            meta_gradient_setup(bmg_chain, outer_critic=outer_critic)
+        fns, eta0, new_params_of, new_params0, new_opt_state0, outer_batch, outer_values, autodiff = meta_gradient_setup(
+            bmg_chain, outer_critic=outer_critic
         )
         # The target θ̃ is held at its η0 value: one SGD step on the outer loss from θ′(η0).
         grads = jax.grad(lambda p: fns.outer_loss(p, outer_batch, outer_values)[0])(new_params0)
@@ -191,6 +199,74 @@ def test_bmg_meta_gradient_matches_finite_difference(outer_critic):
         numeric = central_difference(jax.jit(matching_loss), eta0)
     assert autodiff != 0.0
     assert abs(autodiff - numeric) < 1e-4 * abs(numeric), (autodiff, numeric)
+
+
+# --------------------------------------------------------------------------------------------
+# The bias, measured (--measure-bias): each head's meta-gradient beside the exact one
+# --------------------------------------------------------------------------------------------
+def test_exact_meta_gradient_is_unbiased_for_the_true_outer_objective():
+    """The definition used for "exact": the meta-gradient of the outer loss with the exact V^{π,γ′} of θ′
+    standing in for the critic. With γ′ = 1, λ′ = 0 and c′_EN = 0, its mean over outer batches must be
+    −(1/T) dJ(θ′(η))/dη, J = Σ_a π_θ′(a|s0) ρ_a the true outer objective (the outer loss averages over the
+    T = 100 steps of an episode, and with exact values only s0's advantage is non-zero): here J's
+    derivative is a finite difference, the mean over 128 outer batches of 16 episodes is within 3 SE."""
+    with jax.enable_x64(True):
+        fns, eta0, new_params_of, new_params0, _, _, _, _ = meta_gradient_setup(
+            mg_chain, outer_ent_coef=0.0, measure_bias=True
+        )
+        with jax.enable_x64(False):
+            runner = fns.init(0)
+            actor32 = jax.tree.map(lambda x: x.astype(jnp.float32), new_params0)
+            sample = lambda key: fns.rollout(actor32, runner.env_state, runner.obs, key)[2]
+            outer_batches = jax.vmap(sample)(jax.random.split(jax.random.PRNGKey(3), 128))
+        _, actor_vjp = jax.vjp(lambda eta: new_params_of(eta)[0]["actor"], eta0)
+        meta_vjp = lambda cotangent: actor_vjp(cotangent["actor"])[0]
+
+        def exact_meta_grad(batch):
+            values = fns.baseline_values(new_params0, batch, mg_chain.gamma_fn(eta0))
+            return fns.meta_gradient_bias(new_params0, (), batch, values, meta_vjp)["meta/meta_grad_exact"]
+
+        exact = np.asarray(jax.jit(jax.vmap(exact_meta_grad))(outer_batches))
+        rewards = common_envs.chain_rewards(3).astype(jnp.float64)
+        objective = jax.jit(lambda eta: jnp.sum(fns.pi_s0(new_params_of(eta)[0]) * rewards))
+        expected = -central_difference(objective, eta0) / common_envs.CHAIN_EPISODE_LENGTH
+    standard_error = exact.std(ddof=1) / math.sqrt(len(exact))
+    assert expected != 0.0 and standard_error < 0.2 * abs(expected), (expected, standard_error)
+    assert abs(exact.mean() - expected) < 3 * standard_error, (exact.mean(), expected, standard_error)
+
+
+@functools.cache
+def measured_updates(module_name, **overrides):
+    """Three updates' stacked metrics of one seed with --measure-bias (the oracle values: --true-value)."""
+    module = {"mg_chain": mg_chain, "bmg_chain": bmg_chain}[module_name]
+    fns = module.make_train(module.Args(num_envs=16, measure_bias=True, **overrides))
+    _, metrics = jax.jit(fns.train)(fns.init(0), jnp.arange(3))
+    return jax.device_get(metrics)
+
+
+def test_with_the_oracle_the_outer_heads_meta_gradient_is_the_exact_one_and_the_update_uses_it():
+    metrics = measured_updates("mg_chain", outer_critic=True)
+    # the oracle's outer head is V^{π,γ′} of θ′ itself: the same quantity, bit for bit
+    np.testing.assert_array_equal(metrics["meta/meta_grad_outer_head"], metrics["meta/meta_grad_exact"])
+    np.testing.assert_array_equal(metrics["meta/meta_grad"], metrics["meta/meta_grad_outer_head"])
+    np.testing.assert_array_equal(metrics["meta/sign_agreement_outer_head"], 1.0)
+    assert np.all(metrics["meta/meta_grad_inner_head"] != metrics["meta/meta_grad_exact"])  # γ < γ′: biased
+
+
+def test_bmg_without_the_outer_critic_uses_the_inner_head_which_is_exact_when_gamma_is_outer_gamma():
+    # γ = γ′ (η barely moves): V^{π,γ} is V^{π,γ′}, so the inner head is unbiased too, target included
+    metrics = measured_updates("bmg_chain", outer_critic=False, gamma_init=0.95, outer_gamma=0.95, meta_lr=1e-12)
+    np.testing.assert_array_equal(metrics["meta/meta_grad"], metrics["meta/meta_grad_inner_head"])
+    np.testing.assert_allclose(metrics["meta/meta_grad_inner_head"], metrics["meta/meta_grad_exact"], rtol=1e-5)
+    assert np.all(metrics["meta/meta_grad_exact"] != 0.0)
+
+
+def test_sign_agreement_is_the_fraction_of_a_chunks_updates():
+    metrics = measured_updates("mg_chain", outer_critic=True)
+    same_sign = np.sign(metrics["meta/meta_grad_inner_head"]) == np.sign(metrics["meta/meta_grad_exact"])
+    np.testing.assert_array_equal(metrics["meta/sign_agreement_inner_head"], same_sign.astype(np.float32))
+    row = mg_chain.summarize({k: v[None] for k, v in metrics.items()}, 0, 1600)
+    assert row["meta/sign_agreement_inner_head"] == pytest.approx(same_sign.mean())
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,12 +297,10 @@ def test_outer_head_does_not_shape_the_torso():
 # --------------------------------------------------------------------------------------------
 # The headline: which way γ moves, from a policy that prefers chain 0
 # --------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mean_meta_gradient(script, outer_critic, outer_ent_coef, num_batches=64):
     module = SCRIPTS[script]
-    args = dataclasses.replace(
-        module.Args(), outer_critic=outer_critic, outer_ent_coef=outer_ent_coef, gamma_init=0.95
-    )
+    args = dataclasses.replace(module.Args(), outer_critic=outer_critic, outer_ent_coef=outer_ent_coef, gamma_init=0.95)
     fns = module.make_train(args)
     runner = fns.init(0)
     runner = runner._replace(params=prefer_chain0(runner.params))
@@ -294,8 +368,18 @@ def test_cli_writes_csv_and_tensorboard(script, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     result = run_script(
-        script, "--num-updates", "4", "--log-every", "2", "--num-envs", "8", "--num-seeds", "2",
-        "--outer-critic", "--runs-dir", str(tmp_path),
+        script,
+        "--num-updates",
+        "4",
+        "--log-every",
+        "2",
+        "--num-envs",
+        "8",
+        "--num-seeds",
+        "2",
+        "--outer-critic",
+        "--runs-dir",
+        str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     assert "update 4/4 | gamma" in result.stdout
@@ -305,9 +389,17 @@ def test_cli_writes_csv_and_tensorboard(script, tmp_path):
     lines = (run_dir / "metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
     assert header[:2] == ["seed", "global_step"] and len(lines) == 1 + 2 * 2
-    for name in ["charts/episodic_return", "meta/gamma", "meta/outer_advantage", "meta/outer_advantage_s0",
-                 "meta/outer_advantage_inner_critic", "meta/outer_advantage_outer_critic", "policy/p_chain3",
-                 "charts/env_steps_total", "losses/meta_loss"]:
+    for name in [
+        "charts/episodic_return",
+        "meta/gamma",
+        "meta/outer_advantage",
+        "meta/outer_advantage_s0",
+        "meta/outer_advantage_inner_critic",
+        "meta/outer_advantage_outer_critic",
+        "policy/p_chain3",
+        "charts/env_steps_total",
+        "losses/meta_loss",
+    ]:
         assert name in header
     last = dict(zip(header, lines[-1].split(",")))
     assert last["global_step"] == str(4 * 8 * 100)
@@ -319,16 +411,33 @@ def test_cli_writes_csv_and_tensorboard(script, tmp_path):
     assert gammas[-1].value == pytest.approx(float(last["meta/gamma"]), rel=1e-5)
     # The plotting script draws the figure and the table from this run.
     figure = tmp_path / "figure.png"
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "plot.py"), str(run_dir), "--out", str(figure)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "plot.py"), str(run_dir), "--out", str(figure)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert figure.stat().st_size > 10_000 and figure.read_bytes()[:4] == b"\x89PNG"
     assert "+ outer critic | 2 | 4 |" in result.stdout
 
 
 def test_cli_a2c_counts_only_inner_steps(tmp_path):
-    result = run_script("mg_chain.py", "--meta-lr", "0", "--num-updates", "2", "--log-every", "2",
-                        "--num-envs", "8", "--gamma-init", "0.97", "--runs-dir", str(tmp_path))
+    result = run_script(
+        "mg_chain.py",
+        "--meta-lr",
+        "0",
+        "--num-updates",
+        "2",
+        "--log-every",
+        "2",
+        "--num-envs",
+        "8",
+        "--gamma-init",
+        "0.97",
+        "--runs-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     (run_dir,) = tmp_path.iterdir()
     header, row = [line.split(",") for line in (run_dir / "metrics.csv").read_text().splitlines()]
@@ -357,7 +466,8 @@ def test_normalize_advantage_normalises_the_inner_advantage_with_fixed_statistic
         return -jnp.mean((advantages - mean) / jnp.sqrt(std**2 + 1e-5) * log_prob), (mean, std)
 
     loss = lambda gamma: fns.inner_loss(params, batch, fns.baseline_values(params, batch, 0.95), gamma)[1][
-        "losses/policy_loss"]
+        "losses/policy_loss"
+    ]
     expected, statistics = by_hand(0.95)
     assert float(loss(0.95)) == pytest.approx(float(expected), rel=1e-5)
     held = jax.grad(lambda g: by_hand(g, jax.lax.stop_gradient(statistics))[0])(0.95)
