@@ -38,8 +38,12 @@ def check_args(bench):
     unknown = [name for name in bench.scripts if name not in SCRIPTS]
     rules = [
         ("--scripts", " ".join(unknown) or "none", bench.scripts and not unknown, f"must be among {', '.join(SCRIPTS)}"),
-        ("--num-seeds", " ".join(str(n) for n in bench.num_seeds if n < 1) or "none",
-         bench.num_seeds and min(bench.num_seeds) >= 1, "must be one or more seed counts >= 1"),
+        (
+            "--num-seeds",
+            " ".join(str(n) for n in bench.num_seeds if n < 1) or "none",
+            bench.num_seeds and min(bench.num_seeds) >= 1,
+            "must be one or more seed counts >= 1",
+        ),
         ("--updates", bench.updates, bench.updates >= 1, "must be >= 1"),
         ("--repeats", bench.repeats, bench.repeats >= 1, "must be >= 1"),
     ]
@@ -76,8 +80,13 @@ def time_training(module, args, num_seeds, updates, repeats):
     seconds = time_steps(lambda r: compiled(r, chunk)[0], runner, repeats) / updates
     batches = 1 if args.meta_lr == 0 else 2
     inner_steps = fns.steps_per_batch * num_seeds
-    return {"compile_s": compile_s, "update_ms": 1e3 * seconds, "updates_per_s": 1 / seconds,
-            "inner_sps": inner_steps / seconds, "all_sps": batches * inner_steps / seconds}
+    return {
+        "compile_s": compile_s,
+        "update_ms": 1e3 * seconds,
+        "updates_per_s": 1 / seconds,
+        "inner_sps": inner_steps / seconds,
+        "all_sps": batches * inner_steps / seconds,
+    }
 
 
 def time_environment(module, args, num_seeds, updates, repeats):
@@ -112,8 +121,10 @@ def main():
     import jax  # here, not at the top: a typo in the options is reported before JAX loads
 
     print(f"devices: {jax.devices()}")
-    header = ("| script | seeds | variant | compile s | ms/update | updates/s | inner steps/s | all steps/s "
-              f"| vs A2C | raw env steps/s | inner / raw env | time vs {bench.num_seeds[0]} seed(s) |")
+    header = (
+        "| script | seeds | variant | compile s | ms/update | updates/s | inner steps/s | all steps/s "
+        f"| vs A2C | raw env steps/s | inner / raw env | time vs {bench.num_seeds[0]} seed(s) |"
+    )
     print(header + "\n|" + "---|" * (header.count("|") - 1), flush=True)
     first_ms = {}  # (script, variant) -> ms/update at the first seed count: how cost scales with seeds
     for name in bench.scripts:
@@ -123,16 +134,21 @@ def main():
             raw = time_environment(module, base, num_seeds, bench.updates, bench.repeats)
             algorithm = name.split("_")[0].upper()  # MG or BMG
             a2c = None
-            for variant, args in [("A2C", dataclasses.replace(base, meta_lr=0.0)),
-                                  (algorithm, base),
-                                  (f"{algorithm} + oc", dataclasses.replace(base, outer_critic=True))]:
+            for variant, args in [
+                ("A2C", dataclasses.replace(base, meta_lr=0.0)),
+                (algorithm, base),
+                (f"{algorithm} + oc", dataclasses.replace(base, outer_critic=True)),
+            ]:
                 r = time_training(module, args, num_seeds, bench.updates, bench.repeats)
                 a2c = a2c or r["update_ms"]
                 first = first_ms.setdefault((name, variant), r["update_ms"])
-                print(f"| {name} | {num_seeds} | {variant} | {r['compile_s']:.1f} | {r['update_ms']:.1f} | "
-                      f"{r['updates_per_s']:.1f} | {r['inner_sps']:,.0f} | {r['all_sps']:,.0f} | "
-                      f"{r['update_ms'] / a2c:.2f}× | {raw:,.0f} | {r['inner_sps'] / raw:.2f} | "
-                      f"{r['update_ms'] / first:.2f}× |", flush=True)
+                print(
+                    f"| {name} | {num_seeds} | {variant} | {r['compile_s']:.1f} | {r['update_ms']:.1f} | "
+                    f"{r['updates_per_s']:.1f} | {r['inner_sps']:,.0f} | {r['all_sps']:,.0f} | "
+                    f"{r['update_ms'] / a2c:.2f}× | {raw:,.0f} | {r['inner_sps'] / raw:.2f} | "
+                    f"{r['update_ms'] / first:.2f}× |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

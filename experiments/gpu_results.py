@@ -24,20 +24,40 @@ import time
 
 import msgpack
 
-COLUMNS = ("seed", "global_step", "meta/gamma", "charts/episodic_return", "charts/episodic_length",
-           "eval/episodic_return", "eval/episodic_return_greedy", "eval/episodic_length", "eval/global_step",
-           "meta/outer_advantage", "meta/outer_advantage_inner_critic", "meta/outer_advantage_outer_critic",
-           "losses/meta_loss", "charts/SPS")
-LABELS = {"a2c_snake": "A2C", "mg_snake": "MG", "mg_snake_oc": "MG + outer critic", "bmg_snake": "BMG",
-          "bmg_snake_oc": "BMG + outer critic"}
+COLUMNS = (
+    "seed",
+    "global_step",
+    "meta/gamma",
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "eval/episodic_return",
+    "eval/episodic_return_greedy",
+    "eval/episodic_length",
+    "eval/global_step",
+    "meta/outer_advantage",
+    "meta/outer_advantage_inner_critic",
+    "meta/outer_advantage_outer_critic",
+    "losses/meta_loss",
+    "charts/SPS",
+)
+LABELS = {
+    "a2c_snake": "A2C",
+    "mg_snake": "MG",
+    "mg_snake_oc": "MG + outer critic",
+    "bmg_snake": "BMG",
+    "bmg_snake_oc": "BMG + outer critic",
+}
 MAX_FILE_BYTES = 16 * 2**20  # what the device tool brings back, per file
 
 
 def run_dir_of(state, variant):
     """The variant's run directory (the newest holding a checkpoint), or None."""
     folder = os.path.join(state, "snake", variant)
-    runs = sorted(d for d in os.listdir(folder) if os.path.isfile(os.path.join(folder, d, "checkpoint.msgpack"))) \
-        if os.path.isdir(folder) else []
+    runs = (
+        sorted(d for d in os.listdir(folder) if os.path.isfile(os.path.join(folder, d, "checkpoint.msgpack")))
+        if os.path.isdir(folder)
+        else []
+    )
     return os.path.join(folder, runs[-1]) if runs else None
 
 
@@ -58,8 +78,11 @@ def read_calls(state):
     if not os.path.isfile(path):
         return []
     with open(path) as f:
-        return [dict(zip(("call", "variant", "start", "seconds", "rc", "before", "after"), line.rstrip("\n").split("\t")))
-                for line in f if line.strip()]
+        return [
+            dict(zip(("call", "variant", "start", "seconds", "rc", "before", "after"), line.rstrip("\n").split("\t")))
+            for line in f
+            if line.strip()
+        ]
 
 
 def reduced_csv(run_dir):
@@ -119,8 +142,10 @@ def progress(state, variants):
     and compile included), the training pace of its last process and the training time it still
     needs at that pace; then what the next call does."""
     calls = read_calls(state)
-    lines = [f"{'variant':<20} {'updates done / total':>24} {'wall time so far':>17} {'training pace':>14} "
-             f"{'still needed':>13}  state"]
+    lines = [
+        f"{'variant':<20} {'updates done / total':>24} {'wall time so far':>17} {'training pace':>14} "
+        f"{'still needed':>13}  state"
+    ]
     next_variant = None
     for variant in variants:
         run_dir = run_dir_of(state, variant)
@@ -138,17 +163,22 @@ def progress(state, variants):
             state_text = "not started" if run_dir is None else "stopped, continues next call"
             next_variant = next_variant or variant
         updates = f"{done:,} / {total:,} ({100 * done / total:.1f}%)" if total else "0 / —"
-        lines.append(f"{LABELS.get(variant, variant):<20} {updates:>24} {seconds:>15.0f} s "
-                     f"{f'{pace:.2f} upd/s' if pace else '—':>14} {needed:>13}  {state_text}")
+        lines.append(
+            f"{LABELS.get(variant, variant):<20} {updates:>24} {seconds:>15.0f} s "
+            f"{f'{pace:.2f} upd/s' if pace else '—':>14} {needed:>13}  {state_text}"
+        )
     try:
         with open(os.path.join(state, "calls")) as f:
             calls_made = int(f.read())
     except (OSError, ValueError):
         calls_made = 0
-    lines += ["", f"calls so far: {calls_made}; state folder: {state} (it lives on the machine: a fresh machine "
-              "starts from zero)",
-              f"next call: continues {LABELS.get(next_variant, next_variant)}" if next_variant
-              else "next call: nothing left to train; the runs are finished"]
+    lines += [
+        "",
+        f"calls so far: {calls_made}; state folder: {state} (it lives on the machine: a fresh machine starts from zero)",
+        f"next call: continues {LABELS.get(next_variant, next_variant)}"
+        if next_variant
+        else "next call: nothing left to train; the runs are finished",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -53,6 +53,8 @@ for num_seeds in (1, 3):
     without, with_eval = best_chunk_seconds(num_seeds, 0), best_chunk_seconds(num_seeds, CHUNK)
     evaluation, between = with_eval - without, 150 * without / CHUNK
     write, size = checkpoint_seconds(num_seeds)
-    print(f"{num_seeds} seed(s): a chunk of {CHUNK} updates takes {1000 * without:.0f} ms, {1000 * with_eval:.0f} ms "
-          f"with one evaluation: an evaluation costs {1000 * evaluation:.0f} ms = {100 * evaluation / between:.1f}% "
-          f"of the 150 updates between two ({between:.1f} s); a checkpoint write {1000 * write:.0f} ms ({size / 1e6:.1f} MB)")
+    print(
+        f"{num_seeds} seed(s): a chunk of {CHUNK} updates takes {1000 * without:.0f} ms, {1000 * with_eval:.0f} ms "
+        f"with one evaluation: an evaluation costs {1000 * evaluation:.0f} ms = {100 * evaluation / between:.1f}% "
+        f"of the 150 updates between two ({between:.1f} s); a checkpoint write {1000 * write:.0f} ms ({size / 1e6:.1f} MB)"
+    )

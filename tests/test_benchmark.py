@@ -15,9 +15,22 @@ import mg_chain
 def test_benchmark_table_is_consistent():
     # The chain at its paper configuration: a 2-update chunk costs milliseconds, the compiles ~2 s each.
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmark.py"), "--scripts", "mg_chain.py",  # the file name works too
-         "--num-seeds", "1", "2", "--updates", "2", "--repeats", "1"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmark.py"),
+            "--scripts",
+            "mg_chain.py",  # the file name works too
+            "--num-seeds",
+            "1",
+            "2",
+            "--updates",
+            "2",
+            "--repeats",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("| mg_chain")]
@@ -48,20 +61,30 @@ def test_benchmark_table_is_consistent():
         agrees(two[11], number(two[4]) / number(one[4]), two[4], one[4])
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--scripts", "foo"], "--scripts must be among mg_chain, bmg_chain, mg_snake, bmg_snake, got foo"),
-    (["--scripts", "mg_chain", "bmg_snake.py", "mg_snake.pyc"],
-     "--scripts must be among mg_chain, bmg_chain, mg_snake, bmg_snake, got mg_snake.pyc"),
-    (["--scripts"], "--scripts must be among mg_chain, bmg_chain, mg_snake, bmg_snake, got none"),
-    (["--num-seeds", "1", "0"], "--num-seeds must be one or more seed counts >= 1, got 0"),
-    (["--num-seeds"], "--num-seeds must be one or more seed counts >= 1, got none"),
-    (["--updates", "0"], "--updates must be >= 1, got 0"),
-    (["--repeats", "-1"], "--repeats must be >= 1, got -1"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--scripts", "foo"], "--scripts must be among mg_chain, bmg_chain, mg_snake, bmg_snake, got foo"),
+        (
+            ["--scripts", "mg_chain", "bmg_snake.py", "mg_snake.pyc"],
+            "--scripts must be among mg_chain, bmg_chain, mg_snake, bmg_snake, got mg_snake.pyc",
+        ),
+        (["--scripts"], "--scripts must be among mg_chain, bmg_chain, mg_snake, bmg_snake, got none"),
+        (["--num-seeds", "1", "0"], "--num-seeds must be one or more seed counts >= 1, got 0"),
+        (["--num-seeds"], "--num-seeds must be one or more seed counts >= 1, got none"),
+        (["--updates", "0"], "--updates must be >= 1, got 0"),
+        (["--repeats", "-1"], "--repeats must be >= 1, got -1"),
+    ],
+)
 def test_bad_options_exit_2_with_one_line_before_jax_is_imported(tmp_path, options, message):
     # A jax that cannot be imported: a check that came after `import jax` would end in a traceback.
     (tmp_path / "jax").mkdir()
     (tmp_path / "jax" / "__init__.py").write_text("raise ImportError('benchmark.py imported jax before checking its options')")
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmark.py"), *options], capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmark.py"), *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
     assert (result.returncode, result.stderr, result.stdout) == (2, f"error: {message}\n", "")

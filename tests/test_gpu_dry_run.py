@@ -15,19 +15,35 @@ import sys
 import tarfile
 
 import pytest
-
 from conftest import ROOT, SUBPROCESS_ENV
 
 GPU_SH = os.path.join(ROOT, "experiments", "gpu.sh")
 VARIANTS = ("mg_snake_oc", "a2c_snake")
-DRY_FLAGS = ["--num-envs", "8", "--total-timesteps", "2000", "--log-every", "2", "--eval-every", "50",
-             "--num-seeds", "2", "--save-model"]  # gpu.sh's dry-run flags: 50 updates, 25 log points (those of test_resume.py: one compile for both)
+DRY_FLAGS = [
+    "--num-envs",
+    "8",
+    "--total-timesteps",
+    "2000",
+    "--log-every",
+    "2",
+    "--eval-every",
+    "50",
+    "--num-seeds",
+    "2",
+    "--save-model",
+]  # gpu.sh's dry-run flags: 50 updates, 25 log points (those of test_resume.py: one compile for both)
 MAX_BYTES = 16 * 2**20
 
 
 def gpu_call(state, out, **env):
-    env = {**SUBPROCESS_ENV, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}", "GPU_DRY_RUN": "1",
-           "GPU_RUNS_DIR": str(state), "GPU_VARIANTS": " ".join(VARIANTS), **env}
+    env = {
+        **SUBPROCESS_ENV,
+        "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+        "GPU_DRY_RUN": "1",
+        "GPU_RUNS_DIR": str(state),
+        "GPU_VARIANTS": " ".join(VARIANTS),
+        **env,
+    }
     result = subprocess.run(["bash", GPU_SH, str(out)], capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (out / "call.log").read_text() == result.stdout  # the whole call, stderr included
@@ -72,9 +88,22 @@ def test_dry_run_continues_call_after_call_and_ends_as_an_uninterrupted_run(tmp_
     # The run that the first call cuts, in one go beside that call (which may then load the program it
     # compiled from the session's compilation cache: the numbers are the same).
     reference = tmp_path / "reference"
-    uninterrupted = background([sys.executable, os.path.join(ROOT, "mg_snake.py"), "--outer-critic", *DRY_FLAGS,
-                                "--exp-name", "mg_snake_oc", "--runs-dir", str(reference)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=SUBPROCESS_ENV)
+    uninterrupted = background(
+        [
+            sys.executable,
+            os.path.join(ROOT, "mg_snake.py"),
+            "--outer-critic",
+            *DRY_FLAGS,
+            "--exp-name",
+            "mg_snake_oc",
+            "--runs-dir",
+            str(reference),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=SUBPROCESS_ENV,
+    )
 
     # Call 1: the first call's test and benchmark, then MG + outer critic, cut after one log point.
     stdout = gpu_call(state, outs[0], GPU_TIME_LIMIT_S="0.001")
@@ -102,7 +131,10 @@ def test_dry_run_continues_call_after_call_and_ends_as_an_uninterrupted_run(tmp_
     assert "python mg_snake.py" not in stdout
     calls = [line.split("\t") for line in (state / "calls.tsv").read_text().splitlines()]
     assert [(c[0], c[1], c[4], c[5], c[6]) for c in calls] == [
-        ("1", "mg_snake_oc", "0", "0", "2"), ("2", "mg_snake_oc", "0", "2", "50"), ("2", "a2c_snake", "0", "0", "50")]
+        ("1", "mg_snake_oc", "0", "0", "2"),
+        ("2", "mg_snake_oc", "0", "2", "50"),
+        ("2", "a2c_snake", "0", "0", "50"),
+    ]
 
     # The run cut and continued equals the same command run in one go (the wall-clock SPS aside).
     _, stderr = uninterrupted.communicate(timeout=600)
@@ -121,8 +153,14 @@ def test_dry_run_continues_call_after_call_and_ends_as_an_uninterrupted_run(tmp_
     for out in outs:
         files = sorted(os.listdir(out))
         assert len(files) <= 8 and all((out / f).stat().st_size < MAX_BYTES for f in files), files
-    assert sorted(os.listdir(outs[2])) == ["benchmark.md", "call.log", "progress.txt", "results.tar.gz",
-                                           "tests.txt", "versions.txt"]
+    assert sorted(os.listdir(outs[2])) == [
+        "benchmark.md",
+        "call.log",
+        "progress.txt",
+        "results.tar.gz",
+        "tests.txt",
+        "versions.txt",
+    ]
     # results.tar.gz: per run args.json, the reduced metrics.csv (every row) and the finished run's first model.
     with tarfile.open(outs[2] / "results.tar.gz") as tar:
         names = sorted(tar.getnames())
@@ -139,13 +177,24 @@ def test_dry_run_continues_call_after_call_and_ends_as_an_uninterrupted_run(tmp_
     with tarfile.open(outs[2] / "results.tar.gz") as tar:
         tar.extractall(extracted, filter="data")
     figure = tmp_path / "snake_gpu.png"
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "plot.py"), str(extracted), "--out", str(figure)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "plot.py"), str(extracted), "--out", str(figure)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert figure.read_bytes()[:4] == b"\x89PNG"
     assert "| A2C | 2 | 50 |" in result.stdout and "| MG + outer critic | 2 | 50 |" in result.stdout
-    assert {"seed", "global_step", "meta/gamma", "eval/episodic_return", "meta/outer_advantage_outer_critic",
-            "losses/meta_loss", "charts/SPS"} <= set(packed[0])
+    assert {
+        "seed",
+        "global_step",
+        "meta/gamma",
+        "eval/episodic_return",
+        "meta/outer_advantage_outer_critic",
+        "losses/meta_loss",
+        "charts/SPS",
+    } <= set(packed[0])
     # progress.txt: both finished, with the wall time their processes took (calls.tsv).
     rows, lines = progress_rows(outs[2])
     for label, variant in (("MG + outer critic", "mg_snake_oc"), ("A2C", "a2c_snake")):
@@ -154,19 +203,30 @@ def test_dry_run_continues_call_after_call_and_ends_as_an_uninterrupted_run(tmp_
     assert "calls so far: 3" in lines[-2] and lines[-1] == "next call: nothing left to train; the runs are finished"
 
 
-@pytest.mark.parametrize("arguments, env, message", [
-    ([], {}, "error: give one argument, OUT_DIR (where this call's results go), got 0"),
-    (["a", "b"], {}, "error: give one argument, OUT_DIR (where this call's results go), got 2"),
-    (["OUT"], {"GPU_CALL_SECONDS": "8m"}, "error: GPU_CALL_SECONDS must be a whole number of seconds, got '8m'"),
-    (["OUT"], {"GPU_MARGIN_S": "-5"}, "error: GPU_MARGIN_S must be a whole number of seconds, got '-5'"),
-    (["OUT"], {"GPU_DRY_RUN": "yes"}, "error: GPU_DRY_RUN must be 0 or 1, got 'yes'"),
-    (["OUT"], {"GPU_TIME_LIMIT_S": "0.0"}, "error: GPU_TIME_LIMIT_S must be a number of seconds > 0, got '0.0'"),
-    (["OUT"], {"GPU_VARIANTS": "mg_snake_oc mg"},
-     "error: GPU_VARIANTS: unknown variant 'mg' (known: mg_snake_oc mg_snake bmg_snake_oc bmg_snake a2c_snake)"),
-])
+@pytest.mark.parametrize(
+    "arguments, env, message",
+    [
+        ([], {}, "error: give one argument, OUT_DIR (where this call's results go), got 0"),
+        (["a", "b"], {}, "error: give one argument, OUT_DIR (where this call's results go), got 2"),
+        (["OUT"], {"GPU_CALL_SECONDS": "8m"}, "error: GPU_CALL_SECONDS must be a whole number of seconds, got '8m'"),
+        (["OUT"], {"GPU_MARGIN_S": "-5"}, "error: GPU_MARGIN_S must be a whole number of seconds, got '-5'"),
+        (["OUT"], {"GPU_DRY_RUN": "yes"}, "error: GPU_DRY_RUN must be 0 or 1, got 'yes'"),
+        (["OUT"], {"GPU_TIME_LIMIT_S": "0.0"}, "error: GPU_TIME_LIMIT_S must be a number of seconds > 0, got '0.0'"),
+        (
+            ["OUT"],
+            {"GPU_VARIANTS": "mg_snake_oc mg"},
+            "error: GPU_VARIANTS: unknown variant 'mg' (known: mg_snake_oc mg_snake bmg_snake_oc bmg_snake a2c_snake)",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2_before_anything_runs(tmp_path, arguments, env, message):
     arguments = [str(tmp_path / "out") if a == "OUT" else a for a in arguments]
-    result = subprocess.run(["bash", GPU_SH, *arguments], capture_output=True, text=True, timeout=30,
-                            env={**SUBPROCESS_ENV, "GPU_RUNS_DIR": str(tmp_path / "state"), **env})
+    result = subprocess.run(
+        ["bash", GPU_SH, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**SUBPROCESS_ENV, "GPU_RUNS_DIR": str(tmp_path / "state"), **env},
+    )
     assert (result.returncode, result.stderr, result.stdout) == (2, message + "\n", "")
     assert not (tmp_path / "state").exists() and not (tmp_path / "out").exists()

@@ -10,7 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 
 import plot
@@ -24,21 +23,53 @@ def gamma_at(update, outer_critic):
     return 0.8 + (2e-4 if outer_critic else 1e-4) * update
 
 
-def write_snake_run(folder, exp_name, *, outer_critic=False, meta_lr=3e-3, script="mg_snake.py", seeds=(0, 1),
-                    updates=1460, log_every=20, eval_every=150, eval_bonus=None, offsets=None):
+def write_snake_run(
+    folder,
+    exp_name,
+    *,
+    outer_critic=False,
+    meta_lr=3e-3,
+    script="mg_snake.py",
+    seeds=(0, 1),
+    updates=1460,
+    log_every=20,
+    eval_every=150,
+    eval_bonus=None,
+    offsets=None,
+):
     """A run directory as mg_snake.py writes it, with evaluations every `eval_every` updates
     (return u / 100 + seed at update u, plus eval_bonus[i] for the i-th seed); offsets[metric][i] is
     added to every log point's `metric` of the i-th seed."""
     run_dir = folder / f"Snake-6x6-v0__{exp_name}__{seeds[0]}__1"
     run_dir.mkdir(parents=True)
-    args = {"script": script, "exp_name": exp_name, "seed": seeds[0], "num_seeds": len(seeds), "runs_dir": str(folder),
-            "total_timesteps": updates * SNAKE_BATCH, "log_every": log_every, "eval_every": eval_every,
-            "num_envs": 512, "num_steps": 5, "outer_critic": outer_critic, "normalize_advantage": False,
-            "meta_lr": meta_lr, "gamma_init": 0.8}
+    args = {
+        "script": script,
+        "exp_name": exp_name,
+        "seed": seeds[0],
+        "num_seeds": len(seeds),
+        "runs_dir": str(folder),
+        "total_timesteps": updates * SNAKE_BATCH,
+        "log_every": log_every,
+        "eval_every": eval_every,
+        "num_envs": 512,
+        "num_steps": 5,
+        "outer_critic": outer_critic,
+        "normalize_advantage": False,
+        "meta_lr": meta_lr,
+        "gamma_init": 0.8,
+    }
     (run_dir / "args.json").write_text(json.dumps(args))
     eval_names = ["eval/episodic_return", "eval/episodic_return_greedy", "eval/episodic_length", "eval/global_step"]
-    header = ["seed", "global_step", "charts/episodic_return", "meta/gamma", "meta/outer_advantage",
-              "meta/outer_advantage_inner_critic", "meta/outer_advantage_outer_critic", *eval_names]
+    header = [
+        "seed",
+        "global_step",
+        "charts/episodic_return",
+        "meta/gamma",
+        "meta/outer_advantage",
+        "meta/outer_advantage_inner_critic",
+        "meta/outer_advantage_outer_critic",
+        *eval_names,
+    ]
     lines = [",".join(header)]
     for end in range(log_every, updates + 1, log_every):
         evaluated = [u for u in range(end - log_every + 1, end + 1) if u % eval_every == 0]
@@ -62,12 +93,31 @@ def write_snake_run(folder, exp_name, *, outer_critic=False, meta_lr=3e-3, scrip
 def write_chain_run(folder, exp_name, *, outer_critic=False, updates=40, log_every=10):
     run_dir = folder / f"DiscountingChain-bsuite__{exp_name}__0__1"
     run_dir.mkdir(parents=True)
-    args = {"script": "mg_chain.py", "exp_name": exp_name, "seed": 0, "num_seeds": 1, "num_updates": updates,
-            "log_every": log_every, "num_envs": 128, "mapping_seed": 3, "outer_critic": outer_critic,
-            "normalize_advantage": False, "true_value": True, "meta_lr": 0.1}
+    args = {
+        "script": "mg_chain.py",
+        "exp_name": exp_name,
+        "seed": 0,
+        "num_seeds": 1,
+        "num_updates": updates,
+        "log_every": log_every,
+        "num_envs": 128,
+        "mapping_seed": 3,
+        "outer_critic": outer_critic,
+        "normalize_advantage": False,
+        "true_value": True,
+        "meta_lr": 0.1,
+    }
     (run_dir / "args.json").write_text(json.dumps(args))
-    header = ["seed", "global_step", "charts/episodic_return", "eval/expected_return", "meta/gamma",
-              "meta/outer_advantage", "meta/outer_advantage_s0", *[f"policy/p_chain{k}" for k in range(5)]]
+    header = [
+        "seed",
+        "global_step",
+        "charts/episodic_return",
+        "eval/expected_return",
+        "meta/gamma",
+        "meta/outer_advantage",
+        "meta/outer_advantage_s0",
+        *[f"policy/p_chain{k}" for k in range(5)],
+    ]
     lines = [",".join(header)]
     for end in range(log_every, updates + 1, log_every):
         lines.append(",".join(map(str, [0, end * 128 * 100, 1.0, 1.0 + end / 1000, 0.95, 0.0, 0.01, 0.2, 0.2, 0.2, 0.2, 0.2])))
@@ -76,8 +126,9 @@ def write_chain_run(folder, exp_name, *, outer_critic=False, updates=40, log_eve
 
 
 def run_plot(*arguments):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "plot.py"), *map(str, arguments)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "plot.py"), *map(str, arguments)], capture_output=True, text=True, timeout=120
+    )
 
 
 def markdown_rows(stdout, first_cell):
@@ -103,8 +154,9 @@ def test_no_argument_and_paths_that_are_not_runs_exit_2_with_one_line(tmp_path):
     assert_one_line_error(run_plot(tmp_path / "notes.txt", "--out", figure), "is not a directory")
     assert_one_line_error(run_plot(tmp_path / "empty", "--out", figure), "no run directory", "empty")
     assert_one_line_error(run_plot(tmp_path / "empty", "--window", "-1", "--out", figure), "--window must be >= 0")
-    assert_one_line_error(run_plot(tmp_path / "empty", "--reference", tmp_path / "no.csv", "--out", figure),
-                          "no.csv is not a file")
+    assert_one_line_error(
+        run_plot(tmp_path / "empty", "--reference", tmp_path / "no.csv", "--out", figure), "no.csv is not a file"
+    )
     assert not figure.exists()
 
 
@@ -121,22 +173,27 @@ def test_runs_found_at_any_depth_dead_runs_skipped_unequal_budgets_noted(tmp_pat
     assert result.returncode == 0, result.stderr
     assert f"skipping {dead}: no metrics.csv" in result.stderr
     assert "note: MG: its seeds end at different updates (1,000, 1,460); curves and tables stop at 1,000" in result.stderr
-    assert [r[:3] for r in markdown_rows(result.stdout, "MG") if "−" not in r[0]] == [["MG", "2", "1,000"],
-                                                                                     ["MG + outer critic", "2", "1,460"]]
+    assert [r[:3] for r in markdown_rows(result.stdout, "MG") if "−" not in r[0]] == [
+        ["MG", "2", "1,000"],
+        ["MG + outer critic", "2", "1,460"],
+    ]
     assert figure.stat().st_size > 10_000 and figure.read_bytes()[:4] == b"\x89PNG"
     # Nothing but dead runs: the line saying why each was skipped, then the error.
     result = run_plot(dead, "--out", tmp_path / "dead.png")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.splitlines() == [f"skipping {dead}: no metrics.csv (the run stopped before its first log point, "
-                                          f"e.g. while compiling)", f"error: no run with log points in {dead}"]
+    assert result.stderr.splitlines() == [
+        f"skipping {dead}: no metrics.csv (the run stopped before its first log point, e.g. while compiling)",
+        f"error: no run with log points in {dead}",
+    ]
     assert not (tmp_path / "dead.png").exists()
 
 
 def test_chain_and_snake_runs_together_are_refused(tmp_path):
     write_snake_run(tmp_path / "runs", "mg_snake")
     write_chain_run(tmp_path / "runs", "mg_chain")
-    assert_one_line_error(run_plot(tmp_path / "runs", "--out", tmp_path / "f.png"),
-                          "Discounting Chain (1 runs)", "Snake (1 runs)")
+    assert_one_line_error(
+        run_plot(tmp_path / "runs", "--out", tmp_path / "f.png"), "Discounting Chain (1 runs)", "Snake (1 runs)"
+    )
     # The reference curves are Snake's.
     chain_run = write_chain_run(tmp_path / "chain", "mg_chain")
     assert_one_line_error(run_plot(chain_run, "--reference", REFERENCE_CSV, "--out", tmp_path / "f.png"), "Snake's")
@@ -156,13 +213,16 @@ def test_evaluation_return_is_drawn_at_its_updates_and_in_the_table(tmp_path):
     assert list(ours.get_ydata()) == pytest.approx([2.0, 3.5, 5.0])
     # The reference's MG + oc evaluation, up to our last update (460).
     with open(REFERENCE_CSV) as f:
-        rows = [r for r in csv.DictReader(f)
-                if (r["variant"], r["metric"]) == ("MG+oc", "eval_return") and int(r["update"]) <= 460]
+        rows = [
+            r for r in csv.DictReader(f) if (r["variant"], r["metric"]) == ("MG+oc", "eval_return") and int(r["update"]) <= 460
+        ]
     assert list(reference.get_xdata()) == [int(r["update"]) for r in rows] == [3, 146, 292, 438]
     assert list(reference.get_ydata()) == [float(r["mean"]) for r in rows]
     (legend,) = figure.legends + [ax.get_legend() for ax in figure.axes if ax.get_legend()]
-    assert [t.get_text() for t in legend.get_texts()] == ["MG + outer critic (2 seeds)",
-                                                          "MG + outer critic (reference, 10 seeds)"]
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "MG + outer critic (2 seeds)",
+        "MG + outer critic (reference, 10 seeds)",
+    ]
     table = plot.table(variants, "snake", 0)
     header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
     (row,) = markdown_rows(table, "MG + outer critic")
@@ -239,8 +299,11 @@ def test_student_t_p_values_equal_the_closed_forms():
     # A fractional df (Welch's): 1 − 2 ∫_0^t of the density, by Simpson's rule on 20,000 intervals.
     for t, df in ((2.0, 2.5), (1.3, 7.3), (4.0, 17.9)):
         x = np.linspace(0, t, 20_001)
-        density = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi) \
+        density = (
+            math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2))
+            / math.sqrt(df * math.pi)
             * (1 + x**2 / df) ** (-(df + 1) / 2)
+        )
         simpson = (x[1] - x[0]) / 3 * (density[0] + density[-1] + 4 * density[1:-1:2].sum() + 2 * density[2:-1:2].sum())
         assert plot.t_test_p(t, df) == pytest.approx(1 - 2 * simpson, rel=1e-9)
     assert plot.t_test_p(math.inf, 3) == 0.0 and math.isnan(plot.t_test_p(math.nan, 3))
@@ -258,8 +321,18 @@ def test_paired_comparison_with_and_without_the_outer_critic_by_hand(tmp_path):
     result = run_plot(tmp_path / "runs", "--out", tmp_path / "f.png")
     assert result.returncode == 0, result.stderr
     assert "With and without the outer critic, seed by seed: the final evaluation return" in result.stdout
-    assert markdown_rows(result.stdout, "MG + outer critic −") == [[
-        "MG + outer critic − MG", "3", "1,350", "0: +3.00, 1: +1.00, 2: +2.00", "2.00 ± 0.82", "2.45 (4.0)", "0.0705", "0.0742"]]
+    assert markdown_rows(result.stdout, "MG + outer critic −") == [
+        [
+            "MG + outer critic − MG",
+            "3",
+            "1,350",
+            "0: +3.00, 1: +1.00, 2: +2.00",
+            "2.00 ± 0.82",
+            "2.45 (4.0)",
+            "0.0705",
+            "0.0742",
+        ]
+    ]
     assert not markdown_rows(result.stdout, "BMG + outer critic −")  # BMG without the outer critic is missing
     assert math.sqrt(0.6) * 1.2 == pytest.approx(1 - 0.070484, abs=1e-6)
 
@@ -268,33 +341,64 @@ def test_paired_comparison_with_and_without_the_outer_critic_by_hand(tmp_path):
     result = run_plot(tmp_path / "runs", "--out", tmp_path / "f.png")
     assert result.returncode == 0, result.stderr
     assert "With and without the outer critic" not in result.stdout
-    assert ("note: no paired comparison of MG with and without the outer critic: their seeds differ or repeat "
-            "(0, 1, 2 and 0, 1, 2, 3)") in result.stderr
+    assert (
+        "note: no paired comparison of MG with and without the outer critic: their seeds differ or repeat "
+        "(0, 1, 2 and 0, 1, 2, 3)"
+    ) in result.stderr
 
 
 def gamma_window(update, outer_critic, window=146, log_every=20):
     """The synthetic γ's mean over the `window` updates ending at `update` (a log point), each update
     counted with the γ logged at the end of its chunk."""
-    return np.mean([gamma_at(math.ceil(u / log_every) * log_every, outer_critic) for u in range(update - window + 1, update + 1)])
+    return np.mean(
+        [gamma_at(math.ceil(u / log_every) * log_every, outer_critic) for u in range(update - window + 1, update + 1)]
+    )
 
 
 def test_at_updates_tables_give_each_seed_the_outer_advantages_and_the_paired_differences(tmp_path):
     # Seeds 0, 1, 2 both ways. γ: the linear synthetic γ plus (0, 0.01, 0.02) without and (0.03, 0.02,
     # 0.04) with the outer critic, so with − without = base + (0.03, 0.01, 0.02); the evaluation return
     # with the outer critic is higher by (3, 1, 2), the greedy one the same.
-    write_snake_run(tmp_path / "runs", "mg_snake", seeds=(0, 1, 2), offsets={
-        "meta/gamma": (0, 0.01, 0.02), "meta/outer_advantage_inner_critic": (0, 0.05, 0.1),
-        "meta/outer_advantage_outer_critic": (0.01, -0.01, 0)})
-    write_snake_run(tmp_path / "runs", "mg_snake_oc", outer_critic=True, seeds=(0, 1, 2), eval_bonus=(3, 1, 2), offsets={
-        "meta/gamma": (0.03, 0.02, 0.04), "meta/outer_advantage_inner_critic": (-0.1, -0.05, 0),
-        "meta/outer_advantage_outer_critic": (0.002, 0.004, 0.006)})
+    write_snake_run(
+        tmp_path / "runs",
+        "mg_snake",
+        seeds=(0, 1, 2),
+        offsets={
+            "meta/gamma": (0, 0.01, 0.02),
+            "meta/outer_advantage_inner_critic": (0, 0.05, 0.1),
+            "meta/outer_advantage_outer_critic": (0.01, -0.01, 0),
+        },
+    )
+    write_snake_run(
+        tmp_path / "runs",
+        "mg_snake_oc",
+        outer_critic=True,
+        seeds=(0, 1, 2),
+        eval_bonus=(3, 1, 2),
+        offsets={
+            "meta/gamma": (0.03, 0.02, 0.04),
+            "meta/outer_advantage_inner_critic": (-0.1, -0.05, 0),
+            "meta/outer_advantage_outer_critic": (0.002, 0.004, 0.006),
+        },
+    )
     tables = tmp_path / "out" / "tables.md"
-    result = run_plot(tmp_path / "runs", "--out", tmp_path / "f.png", "--window", "146", "--at-updates", "438", "1460",
-                      "--tables-out", tables)
+    result = run_plot(
+        tmp_path / "runs",
+        "--out",
+        tmp_path / "f.png",
+        "--window",
+        "146",
+        "--at-updates",
+        "438",
+        "1460",
+        "--tables-out",
+        tables,
+    )
     assert result.returncode == 0, result.stderr
     # The file holds the tables as printed (without the lines saying what was written).
-    assert tables.read_text() == "".join(line for line in result.stdout.splitlines(keepends=True)
-                                         if not line.startswith("wrote "))
+    assert tables.read_text() == "".join(
+        line for line in result.stdout.splitlines(keepends=True) if not line.startswith("wrote ")
+    )
     assert result.stdout.splitlines()[-1] == f"wrote {tables}"
 
     # Beside γ and the returns: the outer advantage with each head (146-update means of constants
@@ -303,13 +407,17 @@ def test_at_updates_tables_give_each_seed_the_outer_advantages_and_the_paired_di
     assert header[-3:] == ["outer adv. V^γ (ours)", "outer adv. V^γ′ (ours)", "outer adv., the one used (reference)"]
     with open(REFERENCE_CSV) as f:
         reference = {(r["variant"], r["metric"], int(r["update"])): r for r in csv.DictReader(f)}
-    for name, ours, inner, outer in [("MG", "MG", "0.450 ± 0.041", "0.000 ± 0.008"),
-                                     ("MG+oc", "MG + outer critic", "0.350 ± 0.041", "0.004 ± 0.002")]:
+    for name, ours, inner, outer in [
+        ("MG", "MG", "0.450 ± 0.041", "0.000 ± 0.008"),
+        ("MG+oc", "MG + outer critic", "0.350 ± 0.041", "0.004 ± 0.002"),
+    ]:
         rows = {r[1]: r for r in markdown_rows(result.stdout, f"{ours} (3 seeds)")}
         cells = dict(zip(header, rows["1,460"]))
         assert (cells["outer adv. V^γ (ours)"], cells["outer adv. V^γ′ (ours)"]) == (inner, outer)
         ref = reference[(name, "outer_advantage", 1460)]
-        assert cells["outer adv., the one used (reference)"] == f"{float(ref['mean']):.3f} ± {float(ref['std']):.3f} (10 seeds)"
+        assert (
+            cells["outer adv., the one used (reference)"] == f"{float(ref['mean']):.3f} ± {float(ref['std']):.3f} (10 seeds)"
+        )
         offsets = (0, 0.01, 0.02) if name == "MG" else (0.03, 0.02, 0.04)
         gammas = [gamma_window(1460, name == "MG+oc") + o for o in offsets]
         assert cells["γ (ours)"] == f"{np.mean(gammas):.3f} ± {np.std(gammas):.3f}"
@@ -317,25 +425,77 @@ def test_at_updates_tables_give_each_seed_the_outer_advantages_and_the_paired_di
     # Seed by seed: the same quantities, read at the same log points.
     seeds_rows = {(r[0], r[1]): r[2:] for r in markdown_rows(result.stdout, "MG") if r[2] == "0, 1, 2"}
     g = gamma_window(1460, False)
-    assert seeds_rows[("MG", "1,460")] == ["0, 1, 2", f"{g:.3f}, {g + 0.01:.3f}, {g + 0.02:.3f}",
-                                           "13.50, 14.50, 15.50 (at 1,350)", "14.00, 15.00, 16.00 (at 1,350)",
-                                           "0.400, 0.450, 0.500", "0.010, -0.010, 0.000"]
+    assert seeds_rows[("MG", "1,460")] == [
+        "0, 1, 2",
+        f"{g:.3f}, {g + 0.01:.3f}, {g + 0.02:.3f}",
+        "13.50, 14.50, 15.50 (at 1,350)",
+        "14.00, 15.00, 16.00 (at 1,350)",
+        "0.400, 0.450, 0.500",
+        "0.010, -0.010, 0.000",
+    ]
     g = gamma_window(420, True)
     assert seeds_rows[("MG + outer critic", "438")] == [
-        "0, 1, 2", f"{g + 0.03:.3f}, {g + 0.02:.3f}, {g + 0.04:.3f} (at 420)", "7.50, 6.50, 8.50 (at 450)",
-        "5.00, 6.00, 7.00 (at 450)", "0.300, 0.350, 0.400 (at 420)", "0.002, 0.004, 0.006 (at 420)"]
+        "0, 1, 2",
+        f"{g + 0.03:.3f}, {g + 0.02:.3f}, {g + 0.04:.3f} (at 420)",
+        "7.50, 6.50, 8.50 (at 450)",
+        "5.00, 6.00, 7.00 (at 450)",
+        "0.300, 0.350, 0.400 (at 420)",
+        "0.002, 0.004, 0.006 (at 420)",
+    ]
 
     # With − without, same seed, at each update: differences, mean ± std (ddof 0), paired t's p (γ:
     # see difference_text; the returns as in the final comparison; the greedy ones do not differ).
     differences = markdown_rows(result.stdout, "MG + outer critic − MG")
     assert differences[0][:3] == ["MG + outer critic − MG", "3", "1,350"]  # the final comparison, as before
     assert differences[1:] == [
-        ["MG + outer critic − MG", "438", "γ", "420", "3", *difference_text(gamma_window(420, True) - gamma_window(420, False))],
+        [
+            "MG + outer critic − MG",
+            "438",
+            "γ",
+            "420",
+            "3",
+            *difference_text(gamma_window(420, True) - gamma_window(420, False)),
+        ],
         ["MG + outer critic − MG", "438", "eval return", "450", "3", "0: +3.00, 1: +1.00, 2: +2.00", "2.00 ± 0.82", "0.0742"],
-        ["MG + outer critic − MG", "438", "eval return, greedy", "450", "3", "0: +0.00, 1: +0.00, 2: +0.00", "0.00 ± 0.00", "—"],
-        ["MG + outer critic − MG", "1,460", "γ", "1,460", "3", *difference_text(gamma_window(1460, True) - gamma_window(1460, False))],
-        ["MG + outer critic − MG", "1,460", "eval return", "1,350", "3", "0: +3.00, 1: +1.00, 2: +2.00", "2.00 ± 0.82", "0.0742"],
-        ["MG + outer critic − MG", "1,460", "eval return, greedy", "1,350", "3", "0: +0.00, 1: +0.00, 2: +0.00", "0.00 ± 0.00", "—"]]
+        [
+            "MG + outer critic − MG",
+            "438",
+            "eval return, greedy",
+            "450",
+            "3",
+            "0: +0.00, 1: +0.00, 2: +0.00",
+            "0.00 ± 0.00",
+            "—",
+        ],
+        [
+            "MG + outer critic − MG",
+            "1,460",
+            "γ",
+            "1,460",
+            "3",
+            *difference_text(gamma_window(1460, True) - gamma_window(1460, False)),
+        ],
+        [
+            "MG + outer critic − MG",
+            "1,460",
+            "eval return",
+            "1,350",
+            "3",
+            "0: +3.00, 1: +1.00, 2: +2.00",
+            "2.00 ± 0.82",
+            "0.0742",
+        ],
+        [
+            "MG + outer critic − MG",
+            "1,460",
+            "eval return, greedy",
+            "1,350",
+            "3",
+            "0: +0.00, 1: +0.00, 2: +0.00",
+            "0.00 ± 0.00",
+            "—",
+        ],
+    ]
 
     # A pair whose runs stopped at different updates is read at a log point both have: γ at MG's last
     # (1,000), the evaluation at the one nearest the update among those both made (900).
@@ -344,10 +504,13 @@ def test_at_updates_tables_give_each_seed_the_outer_advantages_and_the_paired_di
     result = run_plot(tmp_path / "short", "--out", tmp_path / "f.png", "--at-updates", "1460")
     assert result.returncode == 0, result.stderr
     assert [r[:5] for r in markdown_rows(result.stdout, "MG + outer critic − MG")[1:]] == [
-        ["MG + outer critic − MG", "1,460", "γ", "1,000", "3"], ["MG + outer critic − MG", "1,460", "eval return", "900", "3"],
-        ["MG + outer critic − MG", "1,460", "eval return, greedy", "900", "3"]]
-    assert_one_line_error(run_plot(tmp_path / "short", "--out", tmp_path / "f.png", "--tables-out", tmp_path),
-                          "--tables-out", "is a directory")
+        ["MG + outer critic − MG", "1,460", "γ", "1,000", "3"],
+        ["MG + outer critic − MG", "1,460", "eval return", "900", "3"],
+        ["MG + outer critic − MG", "1,460", "eval return, greedy", "900", "3"],
+    ]
+    assert_one_line_error(
+        run_plot(tmp_path / "short", "--out", tmp_path / "f.png", "--tables-out", tmp_path), "--tables-out", "is a directory"
+    )
 
 
 def difference_text(base):
@@ -355,5 +518,8 @@ def difference_text(base):
     (ddof 0) sqrt(2/3) · 0.01 = 0.008, sample std 0.01, so t = (base + 0.02) · sqrt(3) / 0.01 with df 2,
     and p = 1 − t / sqrt(2 + t²)."""
     t = (base + 0.02) * math.sqrt(3) / 0.01
-    return [f"0: +{base + 0.03:.3f}, 1: +{base + 0.01:.3f}, 2: +{base + 0.02:.3f}", f"{base + 0.02:.3f} ± 0.008",
-            f"{1 - t / math.sqrt(2 + t * t):.3g}"]
+    return [
+        f"0: +{base + 0.03:.3f}, 1: +{base + 0.01:.3f}, 2: +{base + 0.02:.3f}",
+        f"{base + 0.02:.3f} ± 0.008",
+        f"{1 - t / math.sqrt(2 + t * t):.3g}",
+    ]

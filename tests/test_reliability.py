@@ -12,7 +12,6 @@ import sys
 import numpy as np
 import pytest
 import tyro
-
 from conftest import ROOT
 
 import bmg_chain
@@ -49,7 +48,9 @@ def test_non_finite_values_stop_the_run_with_a_message(script, tmp_path):
     learned_critic = ["--no-true-value"] if script in CHAIN else []
     result = subprocess.run(
         command(script, *BUDGET[script], *learned_critic, "--learning-rate", "1e38", "--runs-dir", str(tmp_path)),
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 1
     assert re.search(r"non-finite .* at update \d+ of seed 0", result.stderr), result.stderr
@@ -60,21 +61,52 @@ def test_non_finite_values_stop_the_run_with_a_message(script, tmp_path):
 # Bad input: every bounded option of every script, one line on stderr and exit code 2
 # --------------------------------------------------------------------------------------------
 BAD_EVERYWHERE = [
-    ["--seed", "-1"], ["--num-seeds", "0"], ["--num-seeds", "-2"], ["--log-every", "0"], ["--num-envs", "0"],
-    ["--learning-rate", "0"], ["--learning-rate", "-1"], ["--gae-lambda", "1.5"], ["--gae-lambda", "-0.1"],
-    ["--ent-coef", "-0.01"], ["--vf-coef", "-1"], ["--gamma-init", "nan"], ["--meta-lr", "-0.1"],
-    ["--max-grad-norm", "0"], ["--max-grad-norm", "-1"], ["--max-grad-norm", "nan"], ["--outer-gamma", "0"],
-    ["--outer-gamma", "1.5"], ["--outer-gae-lambda", "2"], ["--outer-ent-coef", "-1"],
-    ["--num-seeds", "2", "--seed", "2147483647"], ["--seed", "99999999999"], ["--checkpoint-every-s", "-1"],
-    ["--checkpoint-every-s", "nan"], ["--time-limit-s", "-5"],
+    ["--seed", "-1"],
+    ["--num-seeds", "0"],
+    ["--num-seeds", "-2"],
+    ["--log-every", "0"],
+    ["--num-envs", "0"],
+    ["--learning-rate", "0"],
+    ["--learning-rate", "-1"],
+    ["--gae-lambda", "1.5"],
+    ["--gae-lambda", "-0.1"],
+    ["--ent-coef", "-0.01"],
+    ["--vf-coef", "-1"],
+    ["--gamma-init", "nan"],
+    ["--meta-lr", "-0.1"],
+    ["--max-grad-norm", "0"],
+    ["--max-grad-norm", "-1"],
+    ["--max-grad-norm", "nan"],
+    ["--outer-gamma", "0"],
+    ["--outer-gamma", "1.5"],
+    ["--outer-gae-lambda", "2"],
+    ["--outer-ent-coef", "-1"],
+    ["--num-seeds", "2", "--seed", "2147483647"],
+    ["--seed", "99999999999"],
+    ["--checkpoint-every-s", "-1"],
+    ["--checkpoint-every-s", "nan"],
+    ["--time-limit-s", "-5"],
 ]
-BAD_CHAIN = [["--mapping-seed", "5"], ["--mapping-seed", "-1"], ["--num-updates", "0"], ["--gamma-init", "0.9"],
-             ["--gamma-init", "1.0"], ["--gamma-init", "1.5"]]
-BAD_SNAKE = [["--eval-every", "-1"], ["--num-steps", "0"], ["--total-timesteps", "2559"],  # less than one 512 × 5 batch
-             ["--num-envs", "8", "--total-timesteps", "39"], ["--gamma-init", "0"], ["--gamma-init", "1.0"]]
+BAD_CHAIN = [
+    ["--mapping-seed", "5"],
+    ["--mapping-seed", "-1"],
+    ["--num-updates", "0"],
+    ["--gamma-init", "0.9"],
+    ["--gamma-init", "1.0"],
+    ["--gamma-init", "1.5"],
+]
+BAD_SNAKE = [
+    ["--eval-every", "-1"],
+    ["--num-steps", "0"],
+    ["--total-timesteps", "2559"],  # less than one 512 × 5 batch
+    ["--num-envs", "8", "--total-timesteps", "39"],
+    ["--gamma-init", "0"],
+    ["--gamma-init", "1.0"],
+]
 MODULES = {"mg_chain.py": mg_chain, "bmg_chain.py": bmg_chain, "mg_snake.py": mg_snake, "bmg_snake.py": bmg_snake}
-BAD_INPUT = [(script, flags) for script in CHAIN + SNAKE
-             for flags in BAD_EVERYWHERE + (BAD_CHAIN if script in CHAIN else BAD_SNAKE)]
+BAD_INPUT = [
+    (script, flags) for script in CHAIN + SNAKE for flags in BAD_EVERYWHERE + (BAD_CHAIN if script in CHAIN else BAD_SNAKE)
+]
 
 
 @pytest.mark.parametrize("script, flags", BAD_INPUT, ids=[f"{s}:{' '.join(f)}" for s, f in BAD_INPUT])
@@ -99,8 +131,9 @@ def test_cli_bad_input_exits_2_before_writing_anything(script, tmp_path, monkeyp
     bad = command(script, "--gamma-init", "1.5", "--runs-dir", str(tmp_path))
     result = subprocess.run(bad, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert re.fullmatch(r"error: --gamma-init must be in \(0\.?9?, 1(\.0)?\)( for the chain)?, got 1\.5\n",
-                        result.stderr), result.stderr
+    assert re.fullmatch(r"error: --gamma-init must be in \(0\.?9?, 1(\.0)?\)( for the chain)?, got 1\.5\n", result.stderr), (
+        result.stderr
+    )
     assert not any(tmp_path.iterdir())
 
     # main() in this process: nothing is compiled before these exits.
@@ -130,15 +163,19 @@ def test_seeds_sharded_over_two_devices_give_the_single_device_numbers(script, t
     # The flags of test_resume.py's runs: the one-device run compiles their program once for both.
     flags = [*BUDGET[script], "--num-seeds", "2", "--outer-critic", *(["--eval-every", "50"] if script in SNAKE else [])]
     # XLA writes the chunk main() compiles, as optimised for the two devices, to hlo/.
-    dump = {"XLA_FLAGS": f"{TWO_DEVICES['XLA_FLAGS']} --xla_dump_to={tmp_path / 'hlo'} --xla_dump_hlo_as_text "
-                         "--xla_dump_hlo_module_re=jit_train"}
+    dump = {
+        "XLA_FLAGS": f"{TWO_DEVICES['XLA_FLAGS']} --xla_dump_to={tmp_path / 'hlo'} --xla_dump_hlo_as_text "
+        "--xla_dump_hlo_module_re=jit_train"
+    }
     rows = []
     # No compilation cache for the two devices: XLA dumps only what it compiles.
-    uncached = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")
-                and k != "JAX_COMPILATION_CACHE_DIR"}
+    uncached = {
+        k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE") and k != "JAX_COMPILATION_CACHE_DIR"
+    }
     for name, env in (("one", os.environ), ("two", {**uncached, **TWO_DEVICES, **dump})):
-        result = subprocess.run(command(script, *flags, "--runs-dir", str(tmp_path / name)), env=env,
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            command(script, *flags, "--runs-dir", str(tmp_path / name)), env=env, capture_output=True, text=True, timeout=300
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.count("CpuDevice") == (1 if name == "one" else 2)
         rows.append(read_csv(only_run(tmp_path / name)))
@@ -166,8 +203,13 @@ def test_seeds_sharded_over_two_devices_give_the_single_device_numbers(script, t
 
 
 def test_seeds_not_divisible_by_the_devices_is_an_error(tmp_path):
-    result = subprocess.run(command("mg_chain.py", "--num-seeds", "3", "--runs-dir", str(tmp_path)), env=TWO_DEVICES,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        command("mg_chain.py", "--num-seeds", "3", "--runs-dir", str(tmp_path)),
+        env=TWO_DEVICES,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr == "error: --num-seeds must be a multiple of the 2 devices the seeds are split over, got 3\n"
     assert not any(tmp_path.iterdir())
@@ -178,9 +220,11 @@ def test_matmuls_are_full_float32_on_every_backend(script):
     # Imported alone (the other scripts set the same global option), the script asks for full
     # float32 matmuls: the precision every test here checks. A CPU computes that anyway; a recent
     # NVIDIA GPU would otherwise use TF32, and the chunk's dots would carry precision DEFAULT.
-    code = (f"import jax, jax.numpy as jnp, {script[:-3]}\n"
-            "print(jax.config.jax_default_matmul_precision)\n"
-            "print(jax.jit(jnp.dot).lower(jnp.ones((2, 2)), jnp.ones((2, 2))).as_text())")
+    code = (
+        f"import jax, jax.numpy as jnp, {script[:-3]}\n"
+        "print(jax.config.jax_default_matmul_precision)\n"
+        "print(jax.jit(jnp.dot).lower(jnp.ones((2, 2)), jnp.ones((2, 2))).as_text())"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "highest"
@@ -215,8 +259,9 @@ def test_readme_links_and_requirements_stand_alone():
 
 
 def test_chain_help_says_why_the_oracle_mode_logs_nan_critic_losses():
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "mg_chain.py"), "--help"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "mg_chain.py"), "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0
     text = " ".join(result.stdout.replace("│", " ").split())  # tyro's box, its lines rejoined
     assert "no critic is trained, its loss columns are nan" in text

@@ -18,9 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from conftest import ROOT, SUBPROCESS_ENV
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import bmg_chain
 import bmg_snake
@@ -41,8 +40,18 @@ FLAGS = {
 
 
 def start(script, runs_dir, *flags):
-    command = [sys.executable, os.path.join(ROOT, script), *FLAGS[script], "--num-seeds", "2", "--outer-critic",
-               "--save-model", "--runs-dir", str(runs_dir), *flags]
+    command = [
+        sys.executable,
+        os.path.join(ROOT, script),
+        *FLAGS[script],
+        "--num-seeds",
+        "2",
+        "--outer-critic",
+        "--save-model",
+        "--runs-dir",
+        str(runs_dir),
+        *flags,
+    ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=SUBPROCESS_ENV)
 
 
@@ -121,8 +130,12 @@ def runs(request, tmp_path_factory):
         time.sleep(0.05)
     stopped = start(script, base / "sigterm")
     killed = start(script, base / "kill9", "--checkpoint-every-s", "0.05")
-    frozen = stop_when({"sigterm": (stopped, base / "sigterm", lambda run: len(logged_steps(run)) >= 3),
-                        "kill9": (killed, base / "kill9", lambda run: ahead_of_checkpoint(script, run))})
+    frozen = stop_when(
+        {
+            "sigterm": (stopped, base / "sigterm", lambda run: len(logged_steps(run)) >= 3),
+            "kill9": (killed, base / "kill9", lambda run: ahead_of_checkpoint(script, run)),
+        }
+    )
     sigterm_dir, kill_dir = frozen["sigterm"], frozen["kill9"]
 
     kill9 = {"steps_at_kill": logged_steps(kill_dir), "checkpoint_updates": checkpoint_updates(kill_dir)}
@@ -134,16 +147,29 @@ def runs(request, tmp_path_factory):
     stdout, stderr = stopped.communicate(timeout=300)
     accumulator = EventAccumulator(str(sigterm_dir / "seed0"))
     accumulator.Reload()
-    sigterm = {"returncode": stopped.returncode, "stdout": stdout, "stderr": stderr,
-               "csv_steps": logged_steps(sigterm_dir), "tensorboard_points": len(accumulator.Scalars("meta/gamma"))}
+    sigterm = {
+        "returncode": stopped.returncode,
+        "stdout": stdout,
+        "stderr": stderr,
+        "csv_steps": logged_steps(sigterm_dir),
+        "tensorboard_points": len(accumulator.Scalars("meta/gamma")),
+    }
 
     out, err = full.communicate(timeout=600)
     assert full.returncode == 0, err
     full_dir = only_run(base / "full")
     resumed = {"sigterm": resume(script, sigterm_dir), "kill9": resume(script, kill_dir)}  # side by side
     resumed = {name: finished(process) for name, process in resumed.items()}
-    return {"script": script, "full": full_dir, "sigterm_dir": sigterm_dir, "kill_dir": kill_dir,
-            "sigterm": sigterm, "kill9": kill9, "resumed": resumed, "full_stdout": out}
+    return {
+        "script": script,
+        "full": full_dir,
+        "sigterm_dir": sigterm_dir,
+        "kill_dir": kill_dir,
+        "sigterm": sigterm,
+        "kill9": kill9,
+        "resumed": resumed,
+        "full_stdout": out,
+    }
 
 
 # Inner-batch steps per update in FLAGS: the chain's rollout is one 100-step episode per env.
@@ -205,18 +231,34 @@ def test_the_run_directory_holds_what_the_readme_says(runs):
         rows = list(csv.DictReader(f))
     header = list(rows[0])
     assert header[:2] == ["seed", "global_step"]
-    for metric in ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/env_steps_total",
-                   "meta/gamma", "meta/meta_grad", "meta/outer_advantage", "meta/outer_advantage_inner_critic",
-                   "meta/outer_advantage_outer_critic", "losses/policy_loss", "losses/value_loss",
-                   "losses/outer_value_loss", "losses/entropy", "losses/meta_loss"]:
+    for metric in [
+        "charts/episodic_return",
+        "charts/episodic_length",
+        "charts/SPS",
+        "charts/env_steps_total",
+        "meta/gamma",
+        "meta/meta_grad",
+        "meta/outer_advantage",
+        "meta/outer_advantage_inner_critic",
+        "meta/outer_advantage_outer_critic",
+        "losses/policy_loss",
+        "losses/value_loss",
+        "losses/outer_value_loss",
+        "losses/entropy",
+        "losses/meta_loss",
+    ]:
         assert metric in header
     chain_only = [name for name in header if name.startswith("policy/") or name.endswith("_s0")]
     eval_columns = [name for name in header if name.startswith("eval/")]
     if script.endswith("chain.py"):
         assert "policy/p_chain3" in chain_only and eval_columns == ["eval/expected_return"]
     else:
-        assert not chain_only and sorted(eval_columns) == ["eval/episodic_length", "eval/episodic_return",
-                                                           "eval/episodic_return_greedy", "eval/global_step"]
+        assert not chain_only and sorted(eval_columns) == [
+            "eval/episodic_length",
+            "eval/episodic_return",
+            "eval/episodic_return_greedy",
+            "eval/global_step",
+        ]
     last = rows[-1]
     unit = STEP_UNIT[script]
     assert int(last["global_step"]) == (800 if script.endswith("chain.py") else 100) * unit
@@ -231,7 +273,8 @@ def test_saved_model_reproduces_the_last_log_point(runs):
     # The run's last line says where its results are and how to look at them.
     run_dir = str(runs["full"])
     assert runs["full_stdout"].splitlines()[-1] == (
-        f"done: {run_dir} | python plot.py {run_dir} | tensorboard --logdir {os.path.dirname(run_dir)}")
+        f"done: {run_dir} | python plot.py {run_dir} | tensorboard --logdir {os.path.dirname(run_dir)}"
+    )
     rows = read_rows(runs["full"])
     fns = module.make_train(module.Args(num_envs=8))
     for seed in (0, 1):

@@ -1,7 +1,6 @@
 """The Snake scripts: the environment, GAE, the patch convolutions, the dual-head critic, the
 meta-gradients against finite differences, and the reference's configuration."""
 
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -205,9 +204,7 @@ def central_difference(loss, eta0, h=1e-4):
 @pytest.mark.parametrize("outer_critic", [False, True])
 def test_mg_meta_gradient_matches_finite_difference(outer_critic):
     with jax.enable_x64(True):
-        fns, eta0, new_params_of, _, _, outer_batch, outer_values, autodiff = meta_gradient_setup(
-            mg_snake, outer_critic
-        )
+        fns, eta0, new_params_of, _, _, outer_batch, outer_values, autodiff = meta_gradient_setup(mg_snake, outer_critic)
         surrogate = jax.jit(lambda eta: fns.outer_loss(new_params_of(eta)[0], outer_batch, outer_values)[0])
         numeric = central_difference(surrogate, eta0)
         metrics = fns.outer_loss(new_params_of(eta0)[0], outer_batch, outer_values)[1]
@@ -222,8 +219,8 @@ def test_mg_meta_gradient_matches_finite_difference(outer_critic):
 def test_bmg_meta_gradient_matches_finite_difference():
     # One variant: --outer-critic only picks the advantage inside the target, held fixed here.
     with jax.enable_x64(True):
-        fns, eta0, new_params_of, new_params0, target_opt_state, outer_batch, outer_values, autodiff = (
-            meta_gradient_setup(bmg_snake, outer_critic=True)
+        fns, eta0, new_params_of, new_params0, target_opt_state, outer_batch, outer_values, autodiff = meta_gradient_setup(
+            bmg_snake, outer_critic=True
         )
         # The target θ̃ is held at its η0 value: one RMSProp step on the outer loss from θ′(η0),
         # with the target's own optimiser state (not θ′'s).
@@ -284,10 +281,15 @@ def test_first_meta_step_is_small_for_a_tiny_meta_gradient(module):
 
 def test_initialisation_is_haikus_default():
     obs = jnp.zeros((1, *common_envs.SNAKE_OBS_SHAPE))
-    params = {"actor": mg_snake.Actor(4).init(jax.random.PRNGKey(0), obs),
-              "critic": mg_snake.Critic().init(jax.random.PRNGKey(1), obs)}
-    kernels = [(path, np.asarray(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(params)
-               if "kernel" in jax.tree_util.keystr(path)]
+    params = {
+        "actor": mg_snake.Actor(4).init(jax.random.PRNGKey(0), obs),
+        "critic": mg_snake.Critic().init(jax.random.PRNGKey(1), obs),
+    }
+    kernels = [
+        (path, np.asarray(leaf))
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+        if "kernel" in jax.tree_util.keystr(path)
+    ]
     biases = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params) if "bias" in jax.tree_util.keystr(path)]
     assert len(kernels) == 2 * 2 + 3 + 2 * 3  # two conv torsos, the actor's MLP, the two critic heads
     assert all(np.all(np.asarray(b) == 0) for b in biases)
