@@ -425,10 +425,10 @@ def check_args(args: Args):
 def summarize(metrics, seed_index, steps_per_batch):
     """One log point of one seed from a chunk's stacked metrics (numpy, [seeds, updates]). steps_per_batch
     is unused here (the chain's evaluation is exact at every update); main calls every script's alike."""
-    seed = {name: values[seed_index] for name, values in metrics.items()}
-    count = max(seed["episodes/count"].sum(), 1)
-    row = {f"charts/episodic_{x}": seed[f"episodes/{x}_sum"].sum() / count for x in ("return", "length")}
-    for name, values in seed.items():
+    this_seed = {name: values[seed_index] for name, values in metrics.items()}
+    count = max(this_seed["episodes/count"].sum(), 1)
+    row = {f"charts/episodic_{x}": this_seed[f"episodes/{x}_sum"].sum() / count for x in ("return", "length")}
+    for name, values in this_seed.items():
         if not name.startswith("episodes/") and name != "finite":
             row[name] = values[-1] if name in LAST_VALUE_METRICS else values.mean()
     return row

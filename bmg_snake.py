@@ -442,17 +442,17 @@ def check_args(args: Args):
 def summarize(metrics, seed_index, steps_per_batch):
     """One log point of one seed from a chunk's stacked metrics (numpy, [seeds, updates]). An evaluation
     is logged with the step of the policy it scored (eval/global_step); nan where the chunk held none."""
-    seed = {name: values[seed_index] for name, values in metrics.items()}
-    count = max(seed["episodes/count"].sum(), 1)
-    row = {f"charts/episodic_{x}": seed[f"episodes/{x}_sum"].sum() / count for x in ("return", "length")}
-    for name, values in seed.items():
+    this_seed = {name: values[seed_index] for name, values in metrics.items()}
+    count = max(this_seed["episodes/count"].sum(), 1)
+    row = {f"charts/episodic_{x}": this_seed[f"episodes/{x}_sum"].sum() / count for x in ("return", "length")}
+    for name, values in this_seed.items():
         if not name.startswith(("episodes/", "eval/")) and name != "finite":
             row[name] = values[-1] if name in LAST_VALUE_METRICS else values.mean()
-    evaluated = np.flatnonzero(seed.get("eval/updates_done", np.array([])) >= 0)
-    if "eval/updates_done" in seed:  # the chunk's last evaluation, if it held one
+    if "eval/updates_done" in this_seed:  # the chunk's last evaluation, if it held one
+        evaluated = np.flatnonzero(this_seed["eval/updates_done"] >= 0)
         last = evaluated[-1] if len(evaluated) else None
-        row |= {name: np.nan if last is None else seed[name][last] for name in common_envs.SNAKE_EVAL_METRICS}
-        row["eval/global_step"] = np.nan if last is None else int(seed["eval/updates_done"][last]) * steps_per_batch
+        row |= {name: np.nan if last is None else this_seed[name][last] for name in common_envs.SNAKE_EVAL_METRICS}
+        row["eval/global_step"] = np.nan if last is None else int(this_seed["eval/updates_done"][last]) * steps_per_batch
     return row
 
 
