@@ -1,4 +1,4 @@
-"""watch.py: the GIF of trained Snake agents. From two tiny trained runs, the GIF has the frames its
+"""watch.py: the GIF of trained Snake agents. From a tiny trained run's two seeds, the GIF has the frames its
 options imply, and every score it shows equals an independent replay of the same evaluation keys
 without rendering (written here with plain jumanji and the saved θ); the mean over the evaluation's
 boards equals the logged evaluation. Bad input is one line and exit 2 before anything is compiled."""
@@ -25,7 +25,7 @@ import mg_snake
 import watch
 
 # test_resume.py's Snake flags (the same program: it compiles once per session through the
-# persistent compilation cache of conftest.py). Two runs: seeds 0, 1 and, with --seed 2, seeds 2, 3.
+# persistent compilation cache of conftest.py). One run, seeds 0 and 1: the two panels.
 FLAGS = "--num-envs 8 --total-timesteps 4000 --log-every 2 --eval-every 50 --num-seeds 2 --outer-critic --save-model".split()
 UPDATES = 4000 // (8 * 5)  # 100; evaluated at 50 and 100
 
@@ -36,22 +36,15 @@ def train(runs_dir, *flags):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Two tiny MG + outer critic runs (seeds 0, 1 and 2, 3). The second starts once the first has
-    logged, i.e. compiled: it loads the program from the cache instead of compiling it again."""
+def run(tmp_path_factory):
+    """One tiny MG + outer critic run, seeds 0 and 1, with test_resume.py's flags: its program comes
+    from the compilation cache. Its two seeds are the two panels."""
     base = tmp_path_factory.mktemp("watch")
-    first = train(base / "a")
-    deadline = time.time() + 300
-    while not list((base / "a").glob("*/metrics.csv")):
-        assert first.poll() is None and time.time() < deadline, first.communicate()
-        time.sleep(0.05)
-    second = train(base / "b", "--seed", "2")
-    for process in (first, second):
-        _, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr
-    (a,) = (base / "a").iterdir()
-    (b,) = (base / "b").iterdir()
-    return str(a), str(b)
+    process = train(base)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    (run_dir,) = base.iterdir()
+    return str(run_dir)
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,15 +118,14 @@ def check_gif(result, sources, out, max_frames, greedy):
     return replays
 
 
-def test_gif_of_two_runs_shows_the_scores_of_a_replay_of_the_same_games(runs, tmp_path, capsys):
-    a, b = runs
+def test_gif_of_two_runs_shows_the_scores_of_a_replay_of_the_same_games(run, tmp_path, capsys):
     out = str(tmp_path / "watch.gif")
     start = time.time()
-    result = watch.run(watch.Args(runs=(a, b), board_index=5, games=3, out=out))
+    result = watch.run(watch.Args(runs=(run, run), seed=(0, 1), board_index=5, games=3, out=out))
     elapsed = time.time() - start
     # By default θ comes from each run's checkpoint; the replay uses the models --save-model wrote.
     assert [panel.source for panel in result[0]] == ["checkpoint", "checkpoint"]
-    check_gif(result, [(a, 0), (b, 2)], out, max_frames=500, greedy=False)
+    check_gif(result, [(run, 0), (run, 1)], out, max_frames=500, greedy=False)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"wrote {out}: {len(result[3])} frames")
     for line, play in zip(lines[1:], result[1]):  # each panel's final scores on the boards shown
@@ -141,8 +133,8 @@ def test_gif_of_two_runs_shows_the_scores_of_a_replay_of_the_same_games(runs, tm
     print(f"watch.run: {elapsed:.1f}s for {len(result[3])} frames")
 
 
-def test_greedy_gif_from_saved_models_stops_at_max_frames(runs, tmp_path):
-    a, _ = runs
+def test_greedy_gif_from_saved_models_stops_at_max_frames(run, tmp_path):
+    a = run
     out = str(tmp_path / "greedy.gif")
     # One run twice, its two seeds, θ from seed<N>/model.msgpack. Two games take at least 2 + 2
     # frames: --max-frames 3 cuts the second.
