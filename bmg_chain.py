@@ -311,40 +311,6 @@ def make_train(args: Args):
         loss, grads = jax.value_and_grad(matching_loss)(new_params)
         return grads, target_opt_state, metrics | {"losses/meta_loss": loss}
 
-    def update(runner: RunnerState, update_index):
-        """One meta-update (paper Figure 1): 1. the inner step θ → θ′(η) on a batch sampled by θ;
-        2. an outer batch sampled by θ′; 3. the meta-loss at θ′, its advantage from the head that
-        --outer-critic chooses (outer_loss); 4. the meta-gradient: ∇θ′ of it pulled back through the
-        inner step to η; 5. the meta-step on η. A2C (--meta-lr 0) stops after step 1."""
-        key_inner, key_outer = jax.random.split(jax.random.fold_in(runner.key, update_index))
-        # 1. INNER STEP θ → θ′(η)
-        env_state, obs, inner_batch = rollout(runner.params, runner.env_state, runner.obs, key_inner)
-        inner_values = baseline_values(runner.params, inner_batch, gamma_fn(runner.meta_params))
-        inner = (runner.meta_params, runner.params, runner.opt_state, inner_batch, inner_values)
-        if args.meta_lr == 0:  # A2C: γ fixed, no outer batch, no meta-gradient
-            new_params, (new_opt_state, metrics) = inner_update(*inner)
-            runner = runner._replace(params=new_params, opt_state=new_opt_state, env_state=env_state, obs=obs)
-            outer_metrics = {name: jnp.nan for name in (*OUTER_METRICS, "losses/meta_loss", *bias_metrics)}
-            return runner, metrics | outer_metrics | diagnostics(runner, jnp.zeros(()), [inner_batch])
-        new_params, new_opt_state, metrics, meta_vjp = inner_update_and_vjp(*inner)
-        # 2. OUTER BATCH, sampled by θ′
-        env_state, obs, outer_batch = rollout(new_params, env_state, obs, key_outer)
-        outer_values = baseline_values(new_params, outer_batch, gamma_fn(runner.meta_params))
-        # 3. META-LOSS at θ′ and its gradient in θ′
-        target_opt_state = runner.target_opt_state
-        cotangent, target_opt_state, meta_metrics = meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values)
-        # 4. META-GRADIENT ∂L_meta/∂η, through θ′(η)
-        meta_grad = meta_vjp(cotangent)
-        if args.measure_bias:  # the same meta-gradient with the exact outer value, and with each head
-            metrics |= meta_gradient_bias(new_params, runner.target_opt_state, outer_batch, outer_values, meta_vjp)
-        # 5. META-STEP on η
-        meta_updates, meta_opt_state = meta_optimizer.update(meta_grad, runner.meta_opt_state)
-        meta_params = optax.apply_updates(runner.meta_params, meta_updates)
-        runner = RunnerState(
-            new_params, new_opt_state, meta_params, meta_opt_state, target_opt_state, env_state, obs, runner.key
-        )
-        return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, [inner_batch, outer_batch])
-
     bias_metrics = BIAS_METRICS if args.measure_bias else ()
 
     def meta_gradient_bias(new_params, target_opt_state, outer_batch, outer_values, meta_vjp):
@@ -380,6 +346,40 @@ def make_train(args: Args):
             "episodes/count": sum(jnp.sum(b.traj.done) for b in batches).astype(jnp.float32),
             "finite": jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in leaves])),
         }
+
+    def update(runner: RunnerState, update_index):
+        """One meta-update (paper Figure 1): 1. the inner step θ → θ′(η) on a batch sampled by θ;
+        2. an outer batch sampled by θ′; 3. the meta-loss at θ′, its advantage from the head that
+        --outer-critic chooses (outer_loss); 4. the meta-gradient: ∇θ′ of it pulled back through the
+        inner step to η; 5. the meta-step on η. A2C (--meta-lr 0) stops after step 1."""
+        key_inner, key_outer = jax.random.split(jax.random.fold_in(runner.key, update_index))
+        # 1. INNER STEP θ → θ′(η)
+        env_state, obs, inner_batch = rollout(runner.params, runner.env_state, runner.obs, key_inner)
+        inner_values = baseline_values(runner.params, inner_batch, gamma_fn(runner.meta_params))
+        inner = (runner.meta_params, runner.params, runner.opt_state, inner_batch, inner_values)
+        if args.meta_lr == 0:  # A2C: γ fixed, no outer batch, no meta-gradient
+            new_params, (new_opt_state, metrics) = inner_update(*inner)
+            runner = runner._replace(params=new_params, opt_state=new_opt_state, env_state=env_state, obs=obs)
+            outer_metrics = {name: jnp.nan for name in (*OUTER_METRICS, "losses/meta_loss", *bias_metrics)}
+            return runner, metrics | outer_metrics | diagnostics(runner, jnp.zeros(()), [inner_batch])
+        new_params, new_opt_state, metrics, meta_vjp = inner_update_and_vjp(*inner)
+        # 2. OUTER BATCH, sampled by θ′
+        env_state, obs, outer_batch = rollout(new_params, env_state, obs, key_outer)
+        outer_values = baseline_values(new_params, outer_batch, gamma_fn(runner.meta_params))
+        # 3. META-LOSS at θ′ and its gradient in θ′
+        target_opt_state = runner.target_opt_state
+        cotangent, target_opt_state, meta_metrics = meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values)
+        # 4. META-GRADIENT ∂L_meta/∂η, through θ′(η)
+        meta_grad = meta_vjp(cotangent)
+        if args.measure_bias:  # the same meta-gradient with the exact outer value, and with each head
+            metrics |= meta_gradient_bias(new_params, runner.target_opt_state, outer_batch, outer_values, meta_vjp)
+        # 5. META-STEP on η
+        meta_updates, meta_opt_state = meta_optimizer.update(meta_grad, runner.meta_opt_state)
+        meta_params = optax.apply_updates(runner.meta_params, meta_updates)
+        runner = RunnerState(
+            new_params, new_opt_state, meta_params, meta_opt_state, target_opt_state, env_state, obs, runner.key
+        )
+        return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, [inner_batch, outer_batch])
 
     def train(runner: RunnerState, update_indices):
         """Runs the updates `update_indices` (a chunk) for one seed; returns stacked metrics."""

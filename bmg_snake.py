@@ -346,6 +346,29 @@ def make_train(args: Args):
         loss, grads = jax.value_and_grad(matching_loss)(new_params)
         return grads, target_opt_state, metrics | {"losses/meta_loss": loss}
 
+    def evaluate(actor_params, updates_done):
+        """The reference's evaluation (common_envs.snake_evaluator) of the policy θ_actor."""
+        return snake_evaluate(lambda obs: actor.apply(actor_params, obs), updates_done)
+
+    def diagnostics(runner, meta_grad, batches, update_index):
+        """What an update logs besides its losses: γ, the meta-gradient, the training episodes that
+        ended (inner and outer batches alike), whether all is finite, and every --eval-every updates
+        the evaluation of the policy after update_index + 1 updates."""
+        leaves = jax.tree.leaves((runner.params, runner.meta_params, meta_grad))
+        metrics = {
+            "meta/gamma": gamma_fn(runner.meta_params),
+            "meta/meta_grad": meta_grad,
+            "episodes/return_sum": sum(jnp.sum(b.traj.episode_return) for b in batches),
+            "episodes/length_sum": sum(jnp.sum(b.traj.episode_length) for b in batches).astype(jnp.float32),
+            "episodes/count": sum(jnp.sum(b.traj.done) for b in batches).astype(jnp.float32),
+            "finite": jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in leaves])),
+        }
+        if args.eval_every:
+            evaluated = (update_index + 1) % args.eval_every == 0
+            no_eval = common_envs.snake_no_evaluation
+            metrics |= jax.lax.cond(evaluated, evaluate, no_eval, runner.params["actor"], update_index + 1)
+        return metrics
+
     def update(runner: RunnerState, update_index):
         """One meta-update (paper Figure 1): 1. the inner step θ → θ′(η) on a batch sampled by θ;
         2. an outer batch sampled by θ′; 3. the meta-loss at θ′, its advantage from the head that
@@ -376,29 +399,6 @@ def make_train(args: Args):
             new_params, new_opt_state, meta_params, meta_opt_state, target_opt_state, env_state, obs, runner.key
         )
         return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, [inner_batch, outer_batch], update_index)
-
-    def evaluate(actor_params, updates_done):
-        """The reference's evaluation (common_envs.snake_evaluator) of the policy θ_actor."""
-        return snake_evaluate(lambda obs: actor.apply(actor_params, obs), updates_done)
-
-    def diagnostics(runner, meta_grad, batches, update_index):
-        """What an update logs besides its losses: γ, the meta-gradient, the training episodes that
-        ended (inner and outer batches alike), whether all is finite, and every --eval-every updates
-        the evaluation of the policy after update_index + 1 updates."""
-        leaves = jax.tree.leaves((runner.params, runner.meta_params, meta_grad))
-        metrics = {
-            "meta/gamma": gamma_fn(runner.meta_params),
-            "meta/meta_grad": meta_grad,
-            "episodes/return_sum": sum(jnp.sum(b.traj.episode_return) for b in batches),
-            "episodes/length_sum": sum(jnp.sum(b.traj.episode_length) for b in batches).astype(jnp.float32),
-            "episodes/count": sum(jnp.sum(b.traj.done) for b in batches).astype(jnp.float32),
-            "finite": jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in leaves])),
-        }
-        if args.eval_every:
-            evaluated = (update_index + 1) % args.eval_every == 0
-            no_eval = common_envs.snake_no_evaluation
-            metrics |= jax.lax.cond(evaluated, evaluate, no_eval, runner.params["actor"], update_index + 1)
-        return metrics
 
     def train(runner: RunnerState, update_indices):
         """Runs the updates `update_indices` (a chunk) for one seed; returns stacked metrics."""
