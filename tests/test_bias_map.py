@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ROOT, SUBPROCESS_ENV
+from conftest import ROOT, SUBPROCESS_ENV, run_with_stand_in_python
 
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 import bias_map  # noqa: E402
@@ -277,27 +277,7 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, argumen
 
 def run_shell(tmp_path, *arguments, imports_ok=True):
     """(result, [argument lists of every python call]) with a stand-in `python` that trains nothing."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    fake = bin_dir / "python"
-    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$PYTHON_LOG"\n[[ $1 == -c ]] && exit "$IMPORT_RC"\nexit 0\n')
-    fake.chmod(0o755)
-    log = tmp_path / "python.log"
-    log.write_text("")
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "PYTHON_LOG": str(log),
-        "IMPORT_RC": "0" if imports_ok else "1",
-    }
-    result = subprocess.run(
-        ["bash", os.path.join(ROOT, "experiments", "bias_map.sh"), *arguments],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-    )
-    return result, [line.split() for line in log.read_text().splitlines()]
+    return run_with_stand_in_python(tmp_path, "bias_map.sh", *arguments, imports_ok=imports_ok)
 
 
 def test_the_shell_script_runs_the_grid_then_draws_it(tmp_path):

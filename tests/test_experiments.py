@@ -4,31 +4,14 @@ arguments and trains nothing; bad arguments and a missing JAX stop the script wi
 import json
 import os
 import re
-import subprocess
 
 import pytest
-from conftest import ROOT
+from conftest import run_with_stand_in_python
 
 
 def run_experiment(tmp_path, script, *arguments, imports_ok=True):
     """(result, [argument lists of every python call])."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    fake = bin_dir / "python"
-    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$PYTHON_LOG"\n[[ $1 == -c ]] && exit "$IMPORT_RC"\nexit 0\n')
-    fake.chmod(0o755)
-    log = tmp_path / "python.log"
-    log.write_text("")
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "PYTHON_LOG": str(log),
-        "IMPORT_RC": "0" if imports_ok else "1",
-    }
-    result = subprocess.run(
-        ["bash", os.path.join(ROOT, "experiments", script), *arguments], capture_output=True, text=True, timeout=30, env=env
-    )
-    return result, [line.split() for line in log.read_text().splitlines()]
+    return run_with_stand_in_python(tmp_path, script, *arguments, imports_ok=imports_ok)
 
 
 def test_chain_with_one_argument_passes_nothing_extra(tmp_path):

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, SUBPROCESS_ENV
+from conftest import ROOT, SUBPROCESS_ENV, run_with_stand_in_python
 
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 import meta_grad_bias  # noqa: E402
@@ -287,21 +287,7 @@ NAMES = [f"{v}_{c}_m{m}" for c in ("oracle", "learned") for m in (3, 2, 4) for v
 
 def run_shell(tmp_path, *arguments, imports_ok=True):
     """(result, [argument lists of every python call])."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    fake = bin_dir / "python"
-    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$PYTHON_LOG"\n[[ $1 == -c ]] && exit "$IMPORT_RC"\nexit 0\n')
-    fake.chmod(0o755)
-    log = tmp_path / "python.log"
-    log.write_text("")
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "PYTHON_LOG": str(log),
-        "IMPORT_RC": "0" if imports_ok else "1",
-    }
-    result = subprocess.run(["bash", SHELL, *arguments], capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path)
-    return result, [line.split() for line in log.read_text().splitlines()]
+    return run_with_stand_in_python(tmp_path, "meta_grad_bias.sh", *arguments, imports_ok=imports_ok, cwd=tmp_path)
 
 
 def new_run_call(name, out, updates, seeds, extra=()):
