@@ -14,10 +14,12 @@ the return and length of the episodes that ended at this step (zero elsewhere).
 
 from typing import Any, NamedTuple
 
-import gymnax
 import jax
 import jax.numpy as jnp
-import jumanji
+
+# gymnax and jumanji are imported where an environment is built, not here: each imports every
+# environment it has (with seaborn, scipy and pandas behind gymnax), 1-2 s per process, and a
+# script needs only one of them.
 
 
 class EpisodeStats(NamedTuple):
@@ -103,6 +105,8 @@ def make_chain(mapping_seed: int, num_envs: int) -> BatchedEnv:
     check_mapping_seed(mapping_seed)
     # Pass mapping_seed explicitly: gymnax's default (0) makes chain 0, the myopic choice,
     # also the best one, and the problem trivial.
+    import gymnax
+
     env, env_params = gymnax.make(CHAIN_ENV_ID, mapping_seed=mapping_seed)
 
     def reset(key):
@@ -155,6 +159,8 @@ SNAKE_OBS_SHAPE = (SNAKE_NUM_ROWS, SNAKE_NUM_COLS, 5)
 
 def snake_game():
     """One Snake 6×6 game as jumanji defines it (no auto-reset): what evaluation plays."""
+    import jumanji
+
     return jumanji.make("Snake-v1", num_rows=SNAKE_NUM_ROWS, num_cols=SNAKE_NUM_COLS, time_limit=SNAKE_TIME_LIMIT)
 
 
