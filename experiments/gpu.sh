@@ -3,7 +3,7 @@
 # evaluation on) on a GPU machine, in pieces. Call it again and again: each call continues where
 # the last one stopped and ends within GPU_CALL_SECONDS of wall time (default 480 s, for a
 # 10-minute command limit). Each call:
-#   1. prints the versions and jax.devices(); if jax, jumanji, gymnax or tyro cannot be imported,
+#   1. prints the versions and jax.devices(); if jax, jumanji, gymnax or tyro is not installed,
 #      installs the wheels of GPU_WHEELS (experiments/gpu_wheels.sh made them) offline first;
 #   2. the first call only: a few fast correctness tests and the benchmark (benchmark.py rows);
 #   3. trains MG + outer critic, MG, BMG + outer critic, BMG, A2C in this order, each continued
@@ -82,10 +82,13 @@ main() {
 
   # 1. The packages: the image's, and what the wheels add (installed into the state folder).
   if [[ -d $state/site ]]; then export PYTHONPATH=$state/site${PYTHONPATH:+:$PYTHONPATH}; fi
-  local imports="import jax, jaxlib, flax, optax, jumanji, gymnax, tyro, tensorboard, matplotlib, msgpack"
-  if ! "$python" -c "$imports" 2>/dev/null; then
+  local packages=(jax jaxlib flax optax jumanji gymnax tyro tensorboard matplotlib msgpack)
+  local imports="import $(IFS=,; echo "${packages[*]}")"
+  # Found, not imported: importing them all costs seconds of every call; after an install they are imported.
+  local found="import importlib.util as u, sys; sys.exit(any(u.find_spec(p) is None for p in sys.argv[1:]))"
+  if ! "$python" -c "$found" "${packages[@]}" 2>/dev/null; then
     compgen -G "$wheels/*.whl" >/dev/null \
-      || { echo "error: the packages do not import and $wheels holds no wheels (experiments/gpu_wheels.sh makes them)" >&2; return 2; }
+      || { echo "error: some packages are missing and $wheels holds no wheels (experiments/gpu_wheels.sh makes them)" >&2; return 2; }
     echo "installing the wheels of $wheels into $state/site (offline)"
     "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$state/site" "$wheels"/*.whl
     export PYTHONPATH=$state/site${PYTHONPATH:+:$PYTHONPATH}
