@@ -102,11 +102,11 @@ def make_chain(mapping_seed: int, num_envs: int) -> BatchedEnv:
     nothing follows it (V = 0 at t = 1.0). So `done` = terminated | truncated, and a learner
     must never bootstrap from the `next_obs` returned there.
     """
+    import gymnax
+
     check_mapping_seed(mapping_seed)
     # Pass mapping_seed explicitly: gymnax's default (0) makes chain 0, the myopic choice,
     # also the best one, and the problem trivial.
-    import gymnax
-
     env, env_params = gymnax.make(CHAIN_ENV_ID, mapping_seed=mapping_seed)
 
     def reset(key):

@@ -1,4 +1,5 @@
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -43,7 +44,8 @@ def pytest_collection_finish(session):
         return
     runs_dir = tempfile.mkdtemp(prefix="warm_up_")
     commands = [
-        f"nice -n 19 {sys.executable} {os.path.join(ROOT, c[0])} {' '.join(c[1:])} --runs-dir {runs_dir}" for c in WARM_UP
+        shlex.join(["nice", "-n", "19", sys.executable, os.path.join(ROOT, c[0]), *c[1:], "--runs-dir", runs_dir])
+        for c in WARM_UP
     ]
     _warm_up.append(
         subprocess.Popen(
