@@ -217,25 +217,46 @@ def snake_evaluator():
     return lambda policy_logits, updates_done: _evaluate(game, n, policy_logits, updates_done)
 
 
-def _evaluate(game, n, policy_logits, updates_done):
+def snake_eval_boards(game, updates_done, num_games=SNAKE_EVAL_GAMES):
+    """The evaluation's games after `updates_done` updates: (starting states, their observations, the
+    action key). Game i starts from reset(split(reset_key, num_games)[i]); step t samples with
+    fold_in(action_key, t)."""
     reset_key, action_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(SNAKE_EVAL_SEED), updates_done))
-    boards, first = jax.vmap(game.reset)(jax.random.split(reset_key, n))
-    both = lambda x: jnp.concatenate([x, x])  # each board twice: sampled actions, then greedy ones
+    boards, first = jax.vmap(game.reset)(jax.random.split(reset_key, num_games))
+    return boards, first.observation.grid, action_key
+
+
+def play_snake_games(game, policy_logits, boards, obs, choose_actions, record=None):
+    """Plays the games from `boards` for SNAKE_TIME_LIMIT steps, finished games masked; the actions
+    are choose_actions(policy_logits(obs), t). Returns each game's return and length, and what
+    record(state, action, next_state, timestep, alive) gives at each step, stacked over steps."""
 
     def play(carry, t):
         state, obs, alive, episode_return, episode_length = carry
-        logits = policy_logits(obs)
-        sampled = jax.random.categorical(jax.random.fold_in(action_key, t), logits[:n])
-        action = jnp.concatenate([sampled, jnp.argmax(logits[n:], axis=-1)])
-        state, timestep = jax.vmap(game.step)(state, action)
+        action = choose_actions(policy_logits(obs), t)
+        next_state, timestep = jax.vmap(game.step)(state, action)
+        recorded = None if record is None else record(state, action, next_state, timestep, alive)
         episode_return += jnp.where(alive, timestep.reward, 0.0)
         episode_length += alive
         alive &= ~timestep.last()  # a finished game plays on unseen: its moves count for nothing
-        return (state, timestep.observation.grid, alive, episode_return, episode_length), None
+        return (next_state, timestep.observation.grid, alive, episode_return, episode_length), recorded
 
-    start = (jax.tree.map(both, boards), both(first.observation.grid), jnp.ones(2 * n, bool), jnp.zeros(2 * n))
-    (*_, episode_return, episode_length), _ = jax.lax.scan(
-        play, (*start, jnp.zeros(2 * n, jnp.int32)), jnp.arange(SNAKE_TIME_LIMIT)
+    n = obs.shape[0]
+    start = (boards, obs, jnp.ones(n, bool), jnp.zeros(n), jnp.zeros(n, jnp.int32))
+    (*_, episode_return, episode_length), records = jax.lax.scan(play, start, jnp.arange(SNAKE_TIME_LIMIT))
+    return episode_return, episode_length, records
+
+
+def _evaluate(game, n, policy_logits, updates_done):
+    boards, obs, action_key = snake_eval_boards(game, updates_done, n)
+    both = lambda x: jnp.concatenate([x, x])  # each board twice: sampled actions, then greedy ones
+
+    def choose_actions(logits, t):
+        sampled = jax.random.categorical(jax.random.fold_in(action_key, t), logits[:n])
+        return jnp.concatenate([sampled, jnp.argmax(logits[n:], axis=-1)])
+
+    episode_return, episode_length, _ = play_snake_games(
+        game, policy_logits, jax.tree.map(both, boards), both(obs), choose_actions
     )
     return {
         "eval/episodic_return": jnp.mean(episode_return[:n]),
