@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Figure 2: the five variants on the Discounting Chain, paper configuration, one after another,
-# then the figure and the table. Each invocation trains into its own runs/chain_<time>/.
+# then the figure and the tables (the paper's side: experiments/reference_tables.py). Each invocation
+# trains into its own runs/chain_<time>/.
 # Usage: experiments/chain.sh [NUM_UPDATES=50000] [NUM_SEEDS=10] [extra flags for every run...]
 set -euo pipefail
 cd "$(dirname "$0")/.."  # the scripts and runs/ are at the repository's root
@@ -19,3 +20,4 @@ python mg_chain.py  --outer-critic   --exp-name mg_chain_oc  "${common[@]}"
 python bmg_chain.py                  --exp-name bmg_chain    "${common[@]}"
 python bmg_chain.py --outer-critic   --exp-name bmg_chain_oc "${common[@]}"
 python plot.py "$out" --out "$out/chain.png"
+python experiments/reference_tables.py "$out"

@@ -36,17 +36,19 @@ mean ± std over seeds (ddof 0):
   later update, also if π(0 | s0) falls back). The inner head's is the biased meta-gradient. Seeds
   that never lean count in "before" only; "after" is over the seeds that leaned.
 
-numpy, matplotlib and the standard library only (no JAX): the figure is redrawn in seconds.
+numpy, pandas (plot.read_metrics) and matplotlib, no JAX: the figure is redrawn in seconds.
 """
 
 import argparse
-import csv
 import json
 import math
 import os
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import plot  # noqa: E402  (read_metrics: plot.py lives at the repository's root)
 
 DELAYS = (1, 3, 10, 30, 100)  # the Discounting Chain's delays; chain m pays BEST when it is the mapping seed
 BEST = 1.1
@@ -71,35 +73,6 @@ def gamma_star(mapping):
 # ------------------------------------------------------------------------------------------------
 # Reading the runs
 # ------------------------------------------------------------------------------------------------
-def read_metrics(path, needed):
-    """{seed: {column: float array}} sorted by global_step; rows of another length or with a value
-    that is not a number (a line still being written) are left out."""
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            return {}
-        missing = [c for c in needed if c not in header]
-        if missing:
-            raise KeyError(", ".join(missing))
-        columns = ["seed", "global_step", *needed]
-        index = [header.index(c) for c in columns]
-        per_seed = {}
-        for row in reader:
-            if len(row) != len(header):
-                continue
-            try:
-                values = [float(row[i]) for i in index]
-            except ValueError:
-                continue
-            per_seed.setdefault(int(values[0]), []).append(values[1:])
-    out = {}
-    for seed, rows in sorted(per_seed.items()):
-        a = np.array(sorted(rows, key=lambda r: r[0]), dtype=np.float64)
-        out[seed] = {c: a[:, j] for j, c in enumerate(columns[1:])}
-    return out
-
-
 def load_run(run_dir):
     """A run as a dict, or a string saying why it is left out."""
     with open(os.path.join(run_dir, "args.json")) as f:
@@ -116,12 +89,14 @@ def load_run(run_dir):
     if not os.path.isfile(metrics_path):
         return "no log point yet (no metrics.csv)"
     needed = ["meta/gamma", "policy/p_chain0", f"policy/p_chain{mapping}", *AGREEMENT.values()]
-    try:
-        seeds = read_metrics(metrics_path, needed)
-    except KeyError as error:
-        return f"metrics.csv lacks {error.args[0]}"
-    if not seeds:
+    frame = plot.read_metrics(run_dir)
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        return f"metrics.csv lacks {', '.join(missing)}"
+    if frame.empty:
         return "no log point yet (metrics.csv holds no row)"
+    columns = ["global_step", *needed]
+    seeds = {int(seed): {c: rows[c].to_numpy(np.float64) for c in columns} for seed, rows in frame.groupby("seed")}
     length = min(len(m["global_step"]) for m in seeds.values())  # a torn write: the common prefix
     batch = STEPS_PER_BATCH_PER_ENV * int(args.get("num_envs", 128))
     for m in seeds.values():
@@ -151,7 +126,7 @@ def find_runs(folder):
             dirs[:] = []  # TensorBoard's seed<N>/ folders below a run are not runs
             try:
                 run = load_run(root)
-            except (OSError, ValueError, UnicodeDecodeError, csv.Error) as error:
+            except (OSError, ValueError, UnicodeDecodeError) as error:
                 run = f"cannot be read ({error})"
             if isinstance(run, str):
                 notes.append(f"left out {root}: {run}")

@@ -2,8 +2,8 @@
 # Snake to 7,500 updates (19.2M inner steps): the five variants (A2C, MG, MG + outer critic, BMG, BMG +
 # outer critic) × 3 seeds, evaluated every 150 updates, drawn against the reference's curves (10 seeds)
 # with γ and the outer advantages as means over its 146-update epochs, and the tables at updates 1,460
-# and 7,446 (each seed's values, and with − without the outer critic seed by seed), printed and written
-# to <the runs' folder>/snake_7500.md.
+# and 7,446 (experiments/reference_tables.py: each seed's values, and with − without the outer critic seed
+# by seed), printed and written to <the runs' folder>/snake_7500.md.
 # Usage: experiments/snake_7500.sh [RUNS_DIR]
 #   without RUNS_DIR: trains the five variants from scratch into runs/snake_7500_<time>/
 #   with RUNS_DIR, a folder holding runs (e.g. runs/snake_early_<time>/ stopped at 1,500 updates, or a
@@ -37,11 +37,11 @@ cd "$(dirname "$0")/.."  # the scripts and runs/ are at the repository's root
 python -c "import jax, jumanji, gymnax" 2>/dev/null \
   || { echo "error: install the requirements first: pip install -r requirements.txt" >&2; exit 2; }
 out=${out:-runs/snake_7500_$(date +%Y%m%d-%H%M%S)}
-plot=(python plot.py "$out" --out "$out/snake_7500.png" --window 146 --mark-updates 438 1460 7446
-      --at-updates 1460 7446 --tables-out "$out/snake_7500.md")
+plot=(python plot.py "$out" --out "$out/snake_7500.png" --window 146 --mark-updates 438 1460 7446)
+tables=(python experiments/reference_tables.py "$out" --at-updates 1460 7446 --out "$out/snake_7500.md")
 if (( ${#runs[@]} )); then echo "continuing the runs in $out to $updates updates"; else echo "training into $out"; fi
 echo "after a stop, continue with: experiments/snake_7500.sh $out"
-echo "then draw the figure and the tables with: ${plot[*]}"
+echo "then draw the figure and the tables with: ${plot[*]}; ${tables[*]}"
 new_run() {  # EXP_NAME SCRIPT [FLAGS...]: trains the variant from scratch into $out
   local name=$1; shift
   python "$@" --exp-name "$name" --total-timesteps "$steps" --num-seeds "$seeds" --runs-dir "$out" --checkpoint-every-s 300
@@ -64,3 +64,4 @@ for variant in "${variants[@]}"; do
   fi
 done
 "${plot[@]}"
+"${tables[@]}"

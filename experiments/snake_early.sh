@@ -14,10 +14,11 @@ done
 python -c "import jax, jumanji, gymnax" 2>/dev/null \
   || { echo "error: install the requirements first: pip install -r requirements.txt" >&2; exit 2; }
 out=runs/snake_early_$(date +%Y%m%d-%H%M%S)
-plot=(python plot.py "$out" --out "$out/snake_early.png" --window 146 --mark-updates 438 584 1460 --at-updates 438 584 1460)
+plot=(python plot.py "$out" --out "$out/snake_early.png" --window 146 --mark-updates 438 584 1460)
+tables=(python experiments/reference_tables.py "$out" --at-updates 438 584 1460)
 echo "training into $out"
 echo "a stopped run continues with: python mg_snake.py --resume <run dir> (bmg_snake.py for the BMG runs);"
-echo "then draw the figure and the tables with: ${plot[*]}"
+echo "then draw the figure and the tables with: ${plot[*]}; ${tables[*]}"
 common=(--total-timesteps "$steps" --num-seeds "$seeds" --runs-dir "$out" --checkpoint-every-s 300 "$@")
 python mg_snake.py                   --exp-name mg_snake     "${common[@]}"
 python mg_snake.py  --outer-critic   --exp-name mg_snake_oc  "${common[@]}"
@@ -25,3 +26,4 @@ python bmg_snake.py                  --exp-name bmg_snake    "${common[@]}"
 python bmg_snake.py --outer-critic   --exp-name bmg_snake_oc "${common[@]}"
 python mg_snake.py  --meta-lr 0      --exp-name a2c_snake    "${common[@]}"
 "${plot[@]}"
+"${tables[@]}"

@@ -81,3 +81,128 @@ def run_with_stand_in_python(tmp_path, shell_script, *arguments, imports_ok=True
     command = ["bash", os.path.join(ROOT, "experiments", shell_script), *arguments]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env, cwd=cwd)
     return result, [line.split() for line in log.read_text().splitlines()]
+
+
+# Synthetic run folders as the scripts write them (args.json, metrics.csv), for plot.py and
+# experiments/reference_tables.py: no training.
+import json  # noqa: E402  (imported with the helpers that use it)
+
+SNAKE_BATCH = 512 * 5
+
+
+def gamma_at(update, outer_critic):
+    """γ of the synthetic Snake runs: linear in the update, so window means have a closed form."""
+    return 0.8 + (2e-4 if outer_critic else 1e-4) * update
+
+
+def write_snake_run(
+    folder,
+    exp_name,
+    *,
+    outer_critic=False,
+    meta_lr=3e-3,
+    script="mg_snake.py",
+    seeds=(0, 1),
+    updates=1460,
+    log_every=20,
+    eval_every=150,
+    eval_bonus=None,
+    offsets=None,
+):
+    """A run directory as mg_snake.py writes it, with evaluations every `eval_every` updates
+    (return u / 100 + seed at update u, plus eval_bonus[i] for the i-th seed); offsets[metric][i] is
+    added to every log point's `metric` of the i-th seed."""
+    run_dir = folder / f"Snake-6x6-v0__{exp_name}__{seeds[0]}__1"
+    run_dir.mkdir(parents=True)
+    args = {
+        "script": script,
+        "exp_name": exp_name,
+        "seed": seeds[0],
+        "num_seeds": len(seeds),
+        "runs_dir": str(folder),
+        "total_timesteps": updates * SNAKE_BATCH,
+        "log_every": log_every,
+        "eval_every": eval_every,
+        "num_envs": 512,
+        "num_steps": 5,
+        "outer_critic": outer_critic,
+        "normalize_advantage": False,
+        "meta_lr": meta_lr,
+        "gamma_init": 0.8,
+    }
+    (run_dir / "args.json").write_text(json.dumps(args))
+    eval_names = ["eval/episodic_return", "eval/episodic_return_greedy", "eval/episodic_length", "eval/global_step"]
+    header = [
+        "seed",
+        "global_step",
+        "charts/episodic_return",
+        "meta/gamma",
+        "meta/outer_advantage",
+        "meta/outer_advantage_inner_critic",
+        "meta/outer_advantage_outer_critic",
+        *eval_names,
+    ]
+    lines = [",".join(header)]
+    for end in range(log_every, updates + 1, log_every):
+        evaluated = [u for u in range(end - log_every + 1, end + 1) if u % eval_every == 0]
+        for seed in seeds:
+            gamma = gamma_at(end, outer_critic) if meta_lr else 0.8
+            row = [seed, end * SNAKE_BATCH, 1 + end / 1000, gamma, 0.0 if outer_critic else 0.4, 0.4, 0.0]
+            if evaluated:  # the return of the evaluation at update u: u / 100 + seed (+ the bonus)
+                u = evaluated[-1]
+                bonus = eval_bonus[seeds.index(seed)] if eval_bonus else 0
+                row += [u / 100 + seed + bonus, u / 100 + seed + 0.5, 50, u * SNAKE_BATCH]
+            else:
+                row += ["nan"] * 4
+            for metric, added in (offsets or {}).items():
+                row[header.index(metric)] += added[seeds.index(seed)]
+            lines.append(",".join(map(str, row)))
+    (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+    (run_dir / f"seed{seeds[0]}").mkdir()  # TensorBoard folders sit below a run: not runs themselves
+    return run_dir
+
+
+def write_chain_run(folder, exp_name, *, outer_critic=False, updates=40, log_every=10, p_paying=None, gammas=None):
+    """A chain run of one seed (mapping seed 3); p_paying(u) and gammas(u) give π(chain 3 | s0) and γ
+    at update u (by default 0.2 and 0.95)."""
+    run_dir = folder / f"DiscountingChain-bsuite__{exp_name}__0__1"
+    run_dir.mkdir(parents=True)
+    args = {
+        "script": "mg_chain.py",
+        "exp_name": exp_name,
+        "seed": 0,
+        "num_seeds": 1,
+        "num_updates": updates,
+        "log_every": log_every,
+        "num_envs": 128,
+        "mapping_seed": 3,
+        "outer_critic": outer_critic,
+        "normalize_advantage": False,
+        "true_value": True,
+        "meta_lr": 0.1,
+    }
+    (run_dir / "args.json").write_text(json.dumps(args))
+    header = [
+        "seed",
+        "global_step",
+        "charts/episodic_return",
+        "eval/expected_return",
+        "meta/gamma",
+        "meta/outer_advantage",
+        "meta/outer_advantage_s0",
+        *[f"policy/p_chain{k}" for k in range(5)],
+    ]
+    lines = [",".join(header)]
+    for end in range(log_every, updates + 1, log_every):
+        paying = p_paying(end) if p_paying else 0.2
+        gamma = gammas(end) if gammas else 0.95
+        chains = [(1 - paying) / 4] * 3 + [paying, (1 - paying) / 4]
+        lines.append(",".join(map(str, [0, end * 128 * 100, 1.0, 1.0 + end / 1000, gamma, 0.0, 0.01, *chains])))
+    (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return run_dir
+
+
+def markdown_rows(stdout, first_cell):
+    """The cells of the markdown rows whose first cell starts with `first_cell`."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in stdout.splitlines() if line.startswith("|")]
+    return [r for r in rows if r[0].startswith(first_cell)]

@@ -1,12 +1,18 @@
 """experiments/*.sh: the commands each script runs, read from a stand-in `python` that records its
-arguments and trains nothing; bad arguments and a missing JAX stop the script with one line."""
+arguments and trains nothing; bad arguments and a missing JAX stop the script with one line. And
+experiments/reference_tables.py's tables on synthetic runs, against numbers worked out by hand."""
 
+import csv
 import json
+import math
 import os
 import re
+import subprocess
+import sys
 
+import numpy as np
 import pytest
-from conftest import run_with_stand_in_python
+from conftest import ROOT, gamma_at, markdown_rows, run_with_stand_in_python, write_chain_run, write_snake_run
 
 
 def run_experiment(tmp_path, script, *arguments, imports_ok=True):
@@ -28,7 +34,7 @@ def test_chain_with_one_argument_passes_nothing_extra(tmp_path):
         ["bmg_chain.py", "--exp-name", "bmg_chain", *common],
         ["bmg_chain.py", "--outer-critic", "--exp-name", "bmg_chain_oc", *common],
     ]
-    assert calls[6:] == [["plot.py", out, "--out", f"{out}/chain.png"]]
+    assert calls[6:] == [["plot.py", out, "--out", f"{out}/chain.png"], ["experiments/reference_tables.py", out]]
     # Flags after the two numbers go to every run.
     _, calls = run_experiment(tmp_path, "chain.sh", "100", "2", "--log-every", "5")
     assert all(call[-2:] == ["--log-every", "5"] and "2" in call for call in calls[1:6])
@@ -64,11 +70,8 @@ def test_snake_scripts_pass_their_numbers_and_flags(tmp_path):
             "438",
             "584",
             "1460",
-            "--at-updates",
-            "438",
-            "584",
-            "1460",
-        ]
+        ],
+        ["experiments/reference_tables.py", out, "--at-updates", "438", "584", "1460"],
     ]
 
 
@@ -117,7 +120,12 @@ def test_without_the_requirements_the_scripts_say_what_to_install(tmp_path, scri
     assert len(calls) == 1  # the import check, no training
 
 
-SNAKE_7500_PLOT = ["--window", "146", "--mark-updates", "438", "1460", "7446", "--at-updates", "1460", "7446"]
+def snake_7500_drawing(out):
+    """The figure's and the tables' commands of snake_7500.sh for the runs in `out`."""
+    return [
+        ["plot.py", out, "--out", f"{out}/snake_7500.png", "--window", "146", "--mark-updates", "438", "1460", "7446"],
+        ["experiments/reference_tables.py", out, "--at-updates", "1460", "7446", "--out", f"{out}/snake_7500.md"],
+    ]
 
 
 def test_snake_7500_trains_the_five_variants_then_draws_and_writes_the_tables(tmp_path):
@@ -135,9 +143,9 @@ def test_snake_7500_trains_the_five_variants_then_draws_and_writes_the_tables(tm
         ["bmg_snake.py", "--outer-critic", "--exp-name", "bmg_snake_oc", *common],
         ["mg_snake.py", "--meta-lr", "0", "--exp-name", "a2c_snake", *common],
     ]
-    plot = ["plot.py", out, "--out", f"{out}/snake_7500.png", *SNAKE_7500_PLOT, "--tables-out", f"{out}/snake_7500.md"]
-    assert calls[6:] == [plot]
-    assert f"then draw the figure and the tables with: python {' '.join(plot)}" in result.stdout
+    plot, tables = snake_7500_drawing(out)
+    assert calls[6:] == [plot, tables]
+    assert f"then draw the figure and the tables with: python {' '.join(plot)}; python {' '.join(tables)}" in result.stdout
 
 
 def write_run(folder, name, script, global_step=None, checkpoint=True, compact=False):
@@ -188,7 +196,7 @@ def test_snake_7500_continues_each_run_of_a_folder_with_its_script(tmp_path):
             "--checkpoint-every-s",
             "300",
         ],
-        ["plot.py", out, "--out", f"{out}/snake_7500.png", *SNAKE_7500_PLOT, "--tables-out", f"{out}/snake_7500.md"],
+        *snake_7500_drawing(out),
     ]
 
 
@@ -213,3 +221,270 @@ def test_snake_7500_checks_every_run_before_training_any(tmp_path):
     ]:
         result, calls = run_experiment(tmp_path, "snake_7500.sh", str(folder))
         assert (result.returncode, result.stderr, calls) == (2, message + "\n", [])
+
+
+# ------------------------------------------------------------------------------------------------
+# experiments/reference_tables.py on synthetic runs (conftest's writers): the README's tables
+# ------------------------------------------------------------------------------------------------
+REFERENCE_CSV = os.path.join(ROOT, "docs", "data", "reference_snake_curves.csv")
+
+
+def run_tables(*arguments):
+    command = [sys.executable, os.path.join(ROOT, "experiments", "reference_tables.py"), *map(str, arguments)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_chain_paper_side_counts_the_seeds_that_end_where_figure_2_does(tmp_path):
+    # Without the outer critic: γ 0.90 with π(chain 0 | s0) growing is on the paper's side; γ 0.95 is not.
+    # With it: γ 0.995 with π(chain 3 | s0) growing is; the same γ with π(chain 3 | s0) falling is not.
+    write_chain_run(tmp_path / "a", "mg_chain", p_paying=lambda u: 0.2 - u / 1000, gammas=lambda u: 0.9)
+    write_chain_run(tmp_path / "b", "mg_chain", p_paying=lambda u: 0.2 - u / 1000, gammas=lambda u: 0.95)
+    write_chain_run(
+        tmp_path / "c", "mg_chain_oc", outer_critic=True, p_paying=lambda u: 0.2 + u / 1000, gammas=lambda u: 0.995
+    )
+    write_chain_run(
+        tmp_path / "d", "mg_chain_oc", outer_critic=True, p_paying=lambda u: 0.2 - u / 1000, gammas=lambda u: 0.995
+    )
+    result = run_tables(tmp_path)
+    assert result.returncode == 0, result.stderr
+    sides = [r for r in markdown_rows(result.stdout, "MG") if len(r) == 3]
+    assert sides == [["MG", "2", "1/2"], ["MG + outer critic", "2", "1/2"]]
+
+
+def test_at_updates_table_gives_ours_beside_the_reference_rows(tmp_path):
+    write_snake_run(tmp_path, "a2c_snake", meta_lr=0.0)
+    write_snake_run(tmp_path, "mg_snake")
+    write_snake_run(tmp_path, "bmg_snake_oc", outer_critic=True, script="bmg_snake.py")
+    result = run_tables(tmp_path, "--at-updates", "438", "584", "1460")
+    assert result.returncode == 0, result.stderr
+    with open(REFERENCE_CSV) as f:
+        reference = {(r["variant"], r["metric"], int(r["update"])): r for r in csv.DictReader(f)}
+    rows = {(r[0], int(r[1].replace(",", ""))): r for r in markdown_rows(result.stdout, "") if r[1][:1].isdigit()}
+    assert rows[("MG (2 seeds)", 438)][3].startswith("0.826 ± 0.005 (10 seeds)")  # the CSV's 0.82588 ± 0.00497
+    for name, ours, outer_critic in [("A2C", "A2C", False), ("MG", "MG", False), ("BMG+oc", "BMG + outer critic", True)]:
+        for update in (438, 584, 1460):
+            _, _, gamma, gamma_ref, eval_ours, _, eval_ref = rows[(f"{ours} (2 seeds)", update)][:7]
+            row = reference[(name, "gamma", update)]
+            assert gamma_ref.startswith(f"{float(row['mean']):.3f} ± {float(row['std']):.3f} (10 seeds")
+            metric = "eval_return_greedy" if name == "A2C" else "eval_return"  # the reference's A2C was greedy
+            row = reference[(name, metric, update)]
+            assert eval_ref.startswith(f"{float(row['mean']):.2f} ± {float(row['std']):.2f} (10 seeds")
+            assert ("greedy" in eval_ref) == (name == "A2C")
+            # Ours: the 146 updates ending at the last log point ≤ update, each update counted with the
+            # γ logged at the end of its 20-update chunk.
+            end = update // 20 * 20
+            expected = np.mean([gamma_at(math.ceil(u / 20) * 20, outer_critic) for u in range(end - 145, end + 1)])
+            if name == "A2C":
+                expected = 0.8
+            at = f" (at {end:,})" if end != update else ""
+            assert gamma == f"{expected:.3f} ± 0.000{at}"
+            # The evaluation nearest the update, with the update it was taken at (seeds 0 and 1: +0.5).
+            nearest = min(range(150, 1461, 150), key=lambda u: abs(u - update))
+            assert eval_ours == f"{nearest / 100 + 0.5:.2f} ± 0.50 (at {nearest:,})"
+
+
+def test_paired_comparison_with_and_without_the_outer_critic_by_hand(tmp_path):
+    # Final evaluation (update 1,350, the last ≤ 1,460 of every 150): MG 13.5 + (0, 1, 2); MG + outer
+    # critic the same plus (3, 1, 2). Differences 3, 1, 2: mean 2, std (ddof 0) sqrt(2/3) = 0.82.
+    # Welch: both sample variances 1, t = 2 / sqrt(1/3 + 1/3) = sqrt(6) = 2.449, df = 4, and with
+    # tan θ = t / 2, p = 1 − sin θ (1 + cos² θ / 2) = 1 − sqrt(0.6) · 1.2 = 0.0705. Paired: the
+    # differences' sample std is 1, t = 2 / (1 / sqrt(3)) = 3.464, df = 2, p = 1 − t / sqrt(2 + t²) = 0.0742.
+    write_snake_run(tmp_path / "runs", "mg_snake", seeds=(0, 1, 2))
+    write_snake_run(tmp_path / "runs", "mg_snake_oc", outer_critic=True, seeds=(0, 1, 2), eval_bonus=(3, 1, 2))
+    write_snake_run(tmp_path / "runs", "bmg_snake_oc", outer_critic=True, script="bmg_snake.py", seeds=(0, 1, 2))
+    result = run_tables(tmp_path / "runs")
+    assert result.returncode == 0, result.stderr
+    assert "With and without the outer critic, seed by seed: the final evaluation return" in result.stdout
+    assert markdown_rows(result.stdout, "MG + outer critic −") == [
+        [
+            "MG + outer critic − MG",
+            "3",
+            "1,350",
+            "0: +3.00, 1: +1.00, 2: +2.00",
+            "2.00 ± 0.82",
+            "2.45 (4.0)",
+            "0.0705",
+            "0.0742",
+        ]
+    ]
+    assert not markdown_rows(result.stdout, "BMG + outer critic −")  # BMG without the outer critic is missing
+    assert math.sqrt(0.6) * 1.2 == pytest.approx(1 - 0.070484, abs=1e-6)
+
+    # Other seeds (one more without the outer critic): no pairs, and stderr says why.
+    write_snake_run(tmp_path / "runs", "mg_snake_more", seeds=(3,))
+    result = run_tables(tmp_path / "runs")
+    assert result.returncode == 0, result.stderr
+    assert "With and without the outer critic" not in result.stdout
+    assert (
+        "note: no paired comparison of MG with and without the outer critic: their seeds differ or repeat "
+        "(0, 1, 2 and 0, 1, 2, 3)"
+    ) in result.stderr
+
+
+def gamma_window(update, outer_critic, window=146, log_every=20):
+    """The synthetic γ's mean over the `window` updates ending at `update` (a log point), each update
+    counted with the γ logged at the end of its chunk."""
+    return np.mean(
+        [gamma_at(math.ceil(u / log_every) * log_every, outer_critic) for u in range(update - window + 1, update + 1)]
+    )
+
+
+def test_at_updates_tables_give_each_seed_the_outer_advantages_and_the_paired_differences(tmp_path):
+    # Seeds 0, 1, 2 both ways. γ: the linear synthetic γ plus (0, 0.01, 0.02) without and (0.03, 0.02,
+    # 0.04) with the outer critic, so with − without = base + (0.03, 0.01, 0.02); the evaluation return
+    # with the outer critic is higher by (3, 1, 2), the greedy one the same.
+    write_snake_run(
+        tmp_path / "runs",
+        "mg_snake",
+        seeds=(0, 1, 2),
+        offsets={
+            "meta/gamma": (0, 0.01, 0.02),
+            "meta/outer_advantage_inner_critic": (0, 0.05, 0.1),
+            "meta/outer_advantage_outer_critic": (0.01, -0.01, 0),
+        },
+    )
+    write_snake_run(
+        tmp_path / "runs",
+        "mg_snake_oc",
+        outer_critic=True,
+        seeds=(0, 1, 2),
+        eval_bonus=(3, 1, 2),
+        offsets={
+            "meta/gamma": (0.03, 0.02, 0.04),
+            "meta/outer_advantage_inner_critic": (-0.1, -0.05, 0),
+            "meta/outer_advantage_outer_critic": (0.002, 0.004, 0.006),
+        },
+    )
+    tables = tmp_path / "out" / "tables.md"
+    result = run_tables(tmp_path / "runs", "--at-updates", "438", "1460", "--out", tables)
+    assert result.returncode == 0, result.stderr
+    # The file holds the tables as printed (without the lines saying what was written).
+    assert tables.read_text() == "".join(
+        line for line in result.stdout.splitlines(keepends=True) if not line.startswith("wrote ")
+    )
+    assert result.stdout.splitlines()[-1] == f"wrote {tables}"
+
+    # Beside γ and the returns: the outer advantage with each head (146-update means of constants
+    # here), and the reference's, which is the advantage its outer loss used.
+    header = next(r for r in markdown_rows(result.stdout, "variant") if "outer adv. V^γ (ours)" in r)
+    assert header[-3:] == ["outer adv. V^γ (ours)", "outer adv. V^γ′ (ours)", "outer adv., the one used (reference)"]
+    with open(REFERENCE_CSV) as f:
+        reference = {(r["variant"], r["metric"], int(r["update"])): r for r in csv.DictReader(f)}
+    for name, ours, inner, outer in [
+        ("MG", "MG", "0.450 ± 0.041", "0.000 ± 0.008"),
+        ("MG+oc", "MG + outer critic", "0.350 ± 0.041", "0.004 ± 0.002"),
+    ]:
+        rows = {r[1]: r for r in markdown_rows(result.stdout, f"{ours} (3 seeds)")}
+        cells = dict(zip(header, rows["1,460"]))
+        assert (cells["outer adv. V^γ (ours)"], cells["outer adv. V^γ′ (ours)"]) == (inner, outer)
+        ref = reference[(name, "outer_advantage", 1460)]
+        assert (
+            cells["outer adv., the one used (reference)"] == f"{float(ref['mean']):.3f} ± {float(ref['std']):.3f} (10 seeds)"
+        )
+        offsets = (0, 0.01, 0.02) if name == "MG" else (0.03, 0.02, 0.04)
+        gammas = [gamma_window(1460, name == "MG+oc") + o for o in offsets]
+        assert cells["γ (ours)"] == f"{np.mean(gammas):.3f} ± {np.std(gammas):.3f}"
+
+    # Seed by seed: the same quantities, read at the same log points.
+    seeds_rows = {(r[0], r[1]): r[2:] for r in markdown_rows(result.stdout, "MG") if r[2] == "0, 1, 2"}
+    g = gamma_window(1460, False)
+    assert seeds_rows[("MG", "1,460")] == [
+        "0, 1, 2",
+        f"{g:.3f}, {g + 0.01:.3f}, {g + 0.02:.3f}",
+        "13.50, 14.50, 15.50 (at 1,350)",
+        "14.00, 15.00, 16.00 (at 1,350)",
+        "0.400, 0.450, 0.500",
+        "0.010, -0.010, 0.000",
+    ]
+    g = gamma_window(420, True)
+    assert seeds_rows[("MG + outer critic", "438")] == [
+        "0, 1, 2",
+        f"{g + 0.03:.3f}, {g + 0.02:.3f}, {g + 0.04:.3f} (at 420)",
+        "7.50, 6.50, 8.50 (at 450)",
+        "5.00, 6.00, 7.00 (at 450)",
+        "0.300, 0.350, 0.400 (at 420)",
+        "0.002, 0.004, 0.006 (at 420)",
+    ]
+
+    # With − without, same seed, at each update: differences, mean ± std (ddof 0), paired t's p (γ:
+    # see difference_text; the returns as in the final comparison; the greedy ones do not differ).
+    differences = markdown_rows(result.stdout, "MG + outer critic − MG")
+    assert differences[0][:3] == ["MG + outer critic − MG", "3", "1,350"]  # the final comparison, as before
+    assert differences[1:] == [
+        [
+            "MG + outer critic − MG",
+            "438",
+            "γ",
+            "420",
+            "3",
+            *difference_text(gamma_window(420, True) - gamma_window(420, False)),
+        ],
+        ["MG + outer critic − MG", "438", "eval return", "450", "3", "0: +3.00, 1: +1.00, 2: +2.00", "2.00 ± 0.82", "0.0742"],
+        [
+            "MG + outer critic − MG",
+            "438",
+            "eval return, greedy",
+            "450",
+            "3",
+            "0: +0.00, 1: +0.00, 2: +0.00",
+            "0.00 ± 0.00",
+            "—",
+        ],
+        [
+            "MG + outer critic − MG",
+            "1,460",
+            "γ",
+            "1,460",
+            "3",
+            *difference_text(gamma_window(1460, True) - gamma_window(1460, False)),
+        ],
+        [
+            "MG + outer critic − MG",
+            "1,460",
+            "eval return",
+            "1,350",
+            "3",
+            "0: +3.00, 1: +1.00, 2: +2.00",
+            "2.00 ± 0.82",
+            "0.0742",
+        ],
+        [
+            "MG + outer critic − MG",
+            "1,460",
+            "eval return, greedy",
+            "1,350",
+            "3",
+            "0: +0.00, 1: +0.00, 2: +0.00",
+            "0.00 ± 0.00",
+            "—",
+        ],
+    ]
+
+    # A pair whose runs stopped at different updates is read at a log point both have: γ at MG's last
+    # (1,000), the evaluation at the one nearest the update among those both made (900).
+    write_snake_run(tmp_path / "short", "mg_snake", seeds=(0, 1, 2), updates=1000)
+    write_snake_run(tmp_path / "short", "mg_snake_oc", outer_critic=True, seeds=(0, 1, 2))
+    result = run_tables(tmp_path / "short", "--at-updates", "1460")
+    assert result.returncode == 0, result.stderr
+    assert [r[:5] for r in markdown_rows(result.stdout, "MG + outer critic − MG")[1:]] == [
+        ["MG + outer critic − MG", "1,460", "γ", "1,000", "3"],
+        ["MG + outer critic − MG", "1,460", "eval return", "900", "3"],
+        ["MG + outer critic − MG", "1,460", "eval return, greedy", "900", "3"],
+    ]
+    result = run_tables(tmp_path / "short", "--out", tmp_path)
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"error: --out {tmp_path} is a directory; give the markdown file's path\n",
+    )
+
+
+def difference_text(base):
+    """The γ difference cells where with − without = base + (0.03, 0.01, 0.02): mean base + 0.02, std
+    (ddof 0) sqrt(2/3) · 0.01 = 0.008, sample std 0.01, so t = (base + 0.02) · sqrt(3) / 0.01 with df 2,
+    and p = 1 − t / sqrt(2 + t²)."""
+    t = (base + 0.02) * math.sqrt(3) / 0.01
+    return [
+        f"0: +{base + 0.03:.3f}, 1: +{base + 0.01:.3f}, 2: +{base + 0.02:.3f}",
+        f"{base + 0.02:.3f} ± 0.008",
+        f"{1 - t / math.sqrt(2 + t * t):.3g}",
+    ]
