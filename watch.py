@@ -24,11 +24,9 @@ at most --max-frames frames. Boards are drawn by jumanji's own Snake viewer (Sna
 the panels of one matplotlib figure (Agg backend) and written by matplotlib's PillowWriter.
 """
 
-import contextlib
 import dataclasses
 import functools
 import importlib
-import io
 import json
 import os
 import sys
@@ -44,9 +42,11 @@ import matplotlib.animation
 import matplotlib.pyplot as plt
 import numpy as np
 import tyro
-from jumanji.environments.routing.snake.viewer import SnakeViewer
+from jumanji.environments.routing.snake.viewer import SnakeViewer  # jumanji exports it from no shorter path
 
 import common_envs
+import common_run
+import plot
 
 matplotlib.use("Agg")  # no windows: frames are drawn off-screen (this works after pyplot's import)
 
@@ -91,6 +91,7 @@ def check_args(args: Args):
     """The bounds of every option (no file is read here)."""
     if not args.runs:
         fail("give one or more Snake run directories, e.g. python watch.py runs/<run_a> runs/<run_b>")
+    games = common_envs.SNAKE_EVAL_GAMES
     rules = [
         (
             "--seed",
@@ -102,6 +103,12 @@ def check_args(args: Args):
         ("--eval-update", args.eval_update, -1 <= args.eval_update < 2**31, "must be >= 0 (or -1: the first run's update)"),
         ("--board-index", args.board_index, args.board_index >= 0, "must be >= 0"),
         ("--games", args.games, args.games >= 1, "must be >= 1"),
+        (
+            "--board-index + --games",
+            f"{args.board_index} + {args.games}",
+            args.board_index + args.games <= games,
+            f"must be <= {games} (the evaluation's boards)",
+        ),
         ("--max-frames", args.max_frames, 1 <= args.max_frames <= MAX_FRAMES, f"must be in 1..{MAX_FRAMES}"),
         ("--fps", args.fps, 1 <= args.fps <= 50, "must be in 1..50"),
         ("--dpi", args.dpi, 20 <= args.dpi <= 150, "must be in 20..150"),
@@ -129,27 +136,6 @@ class Panel(NamedTuple):
     source: str  # "checkpoint" or "model"
     module: object  # the run's script (mg_snake or bmg_snake), imported
     actor_params: dict
-
-
-def eval_games(module):
-    """The number of boards of the script's evaluation: its EVAL_GAMES, or common_envs' SNAKE_EVAL_GAMES."""
-    return getattr(module, "EVAL_GAMES", None) or common_envs.SNAKE_EVAL_GAMES
-
-
-def eval_seed(module):
-    """The evaluation's key seed: the script's EVAL_SEED, or common_envs' SNAKE_EVAL_SEED."""
-    return getattr(module, "EVAL_SEED", None) or common_envs.SNAKE_EVAL_SEED
-
-
-def variant_name(run_args):
-    """A2C (--meta-lr 0), MG or BMG by script, "+ outer critic" with --outer-critic (plot.py's names)."""
-    if run_args["meta_lr"] == 0:
-        name = "A2C"
-    else:
-        name = ("BMG" if run_args["script"].startswith("bmg") else "MG") + (
-            " + outer critic" if run_args["outer_critic"] else ""
-        )
-    return name + (", normalised adv." if run_args.get("normalize_advantage") else "")
 
 
 def read_run_args(run_dir):
@@ -193,47 +179,30 @@ def describe(run_dir, seed, params):
     return run_args, source, seed
 
 
-@contextlib.contextmanager
-def run_errors(run_dir):
-    """The scripts' read_checkpoint / restore_runner say what is wrong with a checkpoint in one
-    line about --resume; here the same line names the run, and nothing else is printed."""
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured):
-            yield
-    except SystemExit:
-        line = captured.getvalue().strip().splitlines()[-1:] or ["cannot use its checkpoint"]
-        fail(f"{run_dir}: " + line[0].removeprefix("error: ").removeprefix(f"--resume {run_dir}: "))
-
-
 @functools.cache
 def checkpoint_actors(run_dir, script):
-    """(updates done, seeds, every seed's actor θ) from the run's checkpoint, through the script's
-    own read_checkpoint and restore_runner. The tree to restore into is only traced (eval_shape):
-    nothing is computed or compiled."""
+    """(updates done, seeds, every seed's actor θ) from the run's checkpoint, read and checked as --resume
+    does (common_run). The tree to restore into is only traced (eval_shape): nothing is compiled."""
     module = importlib.import_module(script[: -len(".py")])
-    with run_errors(run_dir):
-        checkpoint = module.read_checkpoint(run_dir)
+    try:
+        checkpoint = common_run.read_checkpoint(run_dir, module.Args, script)
         fns = module.make_train(module.Args(**checkpoint["args"]))
         fresh = jax.eval_shape(jax.vmap(fns.init), jnp.asarray(checkpoint["seeds"]))
-        runner = module.restore_runner(checkpoint, fresh, run_dir)
+        runner = common_run.restore_runner(checkpoint, fresh)
+    except common_run.BadInput as error:  # one line about --resume: here it names the run
+        fail(f"{run_dir}: " + str(error).removeprefix(f"--resume {run_dir}: ").removeprefix("--resume: "))
     return int(checkpoint["updates_done"]), list(checkpoint["seeds"]), runner.params["actor"]
 
 
 def last_logged_update(run_dir, run_args, seed):
     """The update of the seed's last metrics.csv row: when --save-model wrote model.msgpack."""
-    steps = []
     try:
-        with open(os.path.join(run_dir, "metrics.csv")) as f:
-            for line in f.read().splitlines()[1:]:
-                fields = line.split(",")
-                if len(fields) > 1 and fields[0] == str(seed):
-                    steps.append(int(float(fields[1])))
+        steps = plot.read_metrics(run_dir).query("seed == @seed")["global_step"]
     except (OSError, ValueError) as error:
         fail(f"{run_dir}: cannot read the update of its model from metrics.csv ({type(error).__name__})")
-    if not steps:
+    if steps.empty:
         fail(f"{run_dir}: metrics.csv has no row of seed {seed}, so the update of its model is unknown")
-    return max(steps) // (run_args["num_envs"] * run_args["num_steps"])
+    return int(steps.max()) // (run_args["num_envs"] * run_args["num_steps"])
 
 
 def load_panel(run_dir, seed=None, params="auto"):
@@ -257,7 +226,7 @@ def load_panel(run_dir, seed=None, params="auto"):
     shapes = lambda tree: jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), tree)
     if shapes(actor_params) != shapes(expected):
         fail(f"{run_dir}: the {source}'s actor does not fit {run_args['script']}'s Actor")
-    return Panel(run_dir, seed, variant_name(run_args), update, source, module, actor_params)
+    return Panel(run_dir, seed, plot.variant_name(run_args), update, source, module, actor_params)
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,58 +246,49 @@ class Play(NamedTuple):
 
 
 @functools.cache
-def player(actor, greedy, num_games, key_seed):
-    """The jitted game of one actor network and action mode (jumanji's Snake is built outside the
+def player(actor, greedy):
+    """The jitted games of one actor network and action mode (jumanji's Snake is built outside the
     trace: its constructor cannot run under jit)."""
     game = common_envs.snake_game()
-    return jax.jit(functools.partial(play_all, game, actor, greedy, num_games, key_seed))
+    return jax.jit(functools.partial(play_all, game, actor, greedy))
 
 
-def play_all(game, actor, greedy, num_games, key_seed, actor_params, eval_update, shown):
-    reset_key, action_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(key_seed), eval_update))
-    boards, first = jax.vmap(game.reset)(jax.random.split(reset_key, num_games))
+def play_all(game, actor, greedy, actor_params, eval_update, shown):
+    """The evaluation's games (common_envs' own loop), with the boards `shown` recorded at each step."""
+    boards, obs, action_key = common_envs.snake_eval_boards(game, eval_update)
 
-    def step(carry, t):
-        state, obs, alive, episode_return, episode_length = carry
-        logits = actor.apply(actor_params, obs)
-        action = jnp.argmax(logits, axis=-1) if greedy else jax.random.categorical(jax.random.fold_in(action_key, t), logits)
+    def choose_actions(logits, t):
+        return jnp.argmax(logits, axis=-1) if greedy else jax.random.categorical(jax.random.fold_in(action_key, t), logits)
+
+    def record(state, action, next_state, timestep, alive):
         valid = jnp.take_along_axis(state.action_mask, action[:, None], axis=-1)[:, 0]
-        state, timestep = jax.vmap(game.step)(state, action)
-        reward = jnp.where(alive, timestep.reward, 0.0)
-        crash = alive & ~valid
-        episode_return += reward
-        episode_length += alive
-        alive &= ~timestep.last()
-        record = (
-            state.body_state[shown],
-            jnp.stack(state.head_position, -1)[shown],
-            jnp.stack(state.fruit_position, -1)[shown],
-            state.length[shown],
-            reward[shown],
-            crash[shown],
-        )
-        return (state, timestep.observation.grid, alive, episode_return, episode_length), record
+        return (*board_of(next_state, shown), jnp.where(alive, timestep.reward, 0.0)[shown], (alive & ~valid)[shown])
 
-    start = (boards, first.observation.grid, jnp.ones(num_games, bool), jnp.zeros(num_games), jnp.zeros(num_games, jnp.int32))
-    (*_, episode_return, episode_length), record = jax.lax.scan(step, start, jnp.arange(common_envs.SNAKE_TIME_LIMIT))
-    body, head, fruit, length, reward, crash = record
-    initial = (
-        boards.body_state[shown],
-        jnp.stack(boards.head_position, -1)[shown],
-        jnp.stack(boards.fruit_position, -1)[shown],
-        boards.length[shown],
+    policy_logits = lambda obs: actor.apply(actor_params, obs)
+    episode_return, episode_length, record = common_envs.play_snake_games(
+        game, policy_logits, boards, obs, choose_actions, record
     )
-    body, head, fruit, length = (jnp.concatenate([x0[None], x]) for x0, x in zip(initial, (body, head, fruit, length)))
+    *steps, reward, crash = record
+    body, head, fruit, length = (jnp.concatenate([x0[None], x]) for x0, x in zip(board_of(boards, shown), steps))
     scores = jnp.concatenate([jnp.zeros((1, shown.shape[0])), jnp.cumsum(reward, axis=0)])
     return episode_return, episode_length, scores, jnp.any(crash, axis=0), body, head, fruit, length
+
+
+def board_of(state, shown):
+    """What the viewer draws of the boards `shown`: the body, the head's and the fruit's (row, col), the length."""
+    return (
+        state.body_state[shown],
+        jnp.stack(state.head_position, -1)[shown],
+        jnp.stack(state.fruit_position, -1)[shown],
+        state.length[shown],
+    )
 
 
 def play(panel: Panel, eval_update, shown, greedy):
     """The panel's policy plays every board of the evaluation after `eval_update` updates, as
     make_train's evaluate does (the same keys, batch and masking; `greedy` or sampled actions),
     and records the boards `shown` (indices into the evaluation's games)."""
-    num_games = eval_games(panel.module)
-    play_jit = player(panel.module.Actor(common_envs.SNAKE_NUM_ACTIONS), greedy, num_games, eval_seed(panel.module))
+    play_jit = player(panel.module.Actor(common_envs.SNAKE_NUM_ACTIONS), greedy)
     outputs = play_jit(panel.actor_params, jnp.int32(eval_update), jnp.asarray(shown, jnp.int32))
     return Play(*jax.device_get(outputs))
 
@@ -369,6 +329,8 @@ def render(panels, plays, shown, frames, eval_update, greedy, out, fps, dpi):
     """Draws the frames with jumanji's SnakeViewer into one figure's panels and writes the GIF."""
     rows, cols = common_envs.SNAKE_NUM_ROWS, common_envs.SNAKE_NUM_COLS
     width, height = 2.2, 2.7  # inches per panel
+    # jumanji's public render() draws one board into the viewer's own figure; no public call draws into
+    # given axes, so the panels use the two methods render() calls: _draw_board and _create_entities.
     viewer = SnakeViewer(render_mode="rgb_array")
     viewer.figure_size = (width, width)  # its line widths scale with the figure
     fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False)
@@ -421,12 +383,7 @@ def run(args: Args):
     check_args(args)
     seeds = args.seed * len(args.runs) if len(args.seed) == 1 else args.seed or (None,) * len(args.runs)
     for run_dir, seed in zip(args.runs, seeds):  # every run is checked before any θ is read
-        run_args, _, _ = describe(run_dir, seed, args.params)
-        games = eval_games(importlib.import_module(run_args["script"][: -len(".py")]))
-        if args.board_index + args.games > games:
-            fail(
-                f"--board-index + --games must be <= {games} (the evaluation's boards), got {args.board_index} + {args.games}"
-            )
+        describe(run_dir, seed, args.params)
     panels = [load_panel(run_dir, seed, args.params) for run_dir, seed in zip(args.runs, seeds)]
     eval_update = panels[0].update if args.eval_update == -1 else args.eval_update
     shown = list(range(args.board_index, args.board_index + args.games))
