@@ -24,6 +24,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import bmg_chain
 import bmg_snake
 import common_envs
+import common_run
 import mg_chain
 import mg_snake
 
@@ -225,7 +226,7 @@ def test_the_run_directory_holds_what_the_readme_says(runs):
     args = json.loads((run_dir / "args.json").read_text())
     assert args["script"] == script and args["outer_critic"] is True and args["num_seeds"] == 2
     env_id = common_envs.CHAIN_ENV_ID if script.endswith("chain.py") else common_envs.SNAKE_ENV_ID
-    assert run_dir.name.startswith(f"{env_id}__{script[:-3]}__0__")
+    assert run_dir.name.startswith(f"{env_id}__{script[:-3]}_oc__0__")  # the variant is in the name
     assert (run_dir / "seed0").is_dir() and (run_dir / "seed1").is_dir()
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -302,7 +303,7 @@ def main_exit(module, argv, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", argv)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        module.main()
+        common_run.run_main(module.main)
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     return exit_info.value.code, lines[0]
@@ -318,6 +319,7 @@ def test_bad_checkpoints_exit_2_with_one_line_and_touch_nothing(runs, tmp_path, 
         ([script, "--resume", str(run_dir), "--seed", "1"], "error: --seed must be the checkpoint's (0)"),
         ([other, "--resume", str(run_dir)], f"its checkpoint was written by {script}, not {other}"),
         ([script, "--resume", str(tmp_path)], "cannot read"),
+        ([script, "--resume", str(tmp_path / "typo")], f"--resume {tmp_path / 'typo'}: no such run folder"),
     ]
     for argv, message in cases:
         code, line = main_exit(MODULES[argv[0]], argv, monkeypatch, capsys)
@@ -406,7 +408,7 @@ def test_time_limit_ends_cleanly_with_a_checkpoint_and_resumes_bit_exactly(runs)
     runs_dir = runs["full"].parent.parent / "time_limit"
     process = start("mg_snake.py", runs_dir, "--time-limit-s", "1")
     stdout, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr
+    assert process.returncode == common_run.EXIT_TIME_LIMIT == 3, stderr  # resumable: a cluster requeues it
     run_dir = only_run(runs_dir)
     updates = checkpoint_updates(run_dir)
     assert 0 < updates < 4000 // 40  # stopped early, at a log point, with a checkpoint

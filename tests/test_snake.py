@@ -254,14 +254,6 @@ def test_meta_lr_zero_keeps_gamma_exactly():
     assert avals(new_runner) == avals(runner)  # no leaf changes type: later chunks do not recompile
 
 
-def test_defaults_pass_check_args():
-    for module in (mg_snake, bmg_snake):
-        args = module.Args()
-        module.check_args(args)
-        assert args.num_updates == 75_000_000 // (512 * 5) == 29_296
-    assert (mg_snake.Args().meta_lr, bmg_snake.Args().meta_lr) == (3e-3, 6e-3)
-
-
 # --------------------------------------------------------------------------------------------
 # The reference's configuration (its snake/training/setup_run.py and Haiku's defaults)
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""The run machinery (common_run.py), tested once for all four scripts: a stop during the first
+minute (while the program compiles) is one line and leaves a resumable run or no folder, the budget
+option of the other environment gets a hint, the variant is in the run folder's name, and an option
+added after a checkpoint was written does not make that checkpoint unresumable."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import flax.serialization
+import pytest
+from conftest import ROOT
+
+import bmg_chain
+import common_run
+import mg_chain
+import mg_snake
+
+TINY_CHAIN = ["--num-envs", "8", "--log-every", "2"]
+# No compilation cache: these tests need a compile long enough to be interrupted.
+UNCACHED = {
+    k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE") and k != "JAX_COMPILATION_CACHE_DIR"
+}
+
+
+def start(*flags):
+    command = [sys.executable, os.path.join(ROOT, "mg_chain.py"), *TINY_CHAIN, *flags]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=UNCACHED)
+
+
+def interrupt_while_compiling(process):
+    """SIGINT (Ctrl-C) as soon as the run says it compiles; (exit code, stdout, stderr)."""
+    seen = ""
+    deadline = time.time() + 120
+    while "compiling" not in seen:
+        assert time.time() < deadline and process.poll() is None, seen + process.stderr.read()
+        seen += process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    return process.returncode, seen + stdout, stderr
+
+
+def test_ctrl_c_while_a_new_run_compiles_leaves_no_folder_and_one_line(tmp_path):
+    code, stdout, stderr = interrupt_while_compiling(start("--num-updates", "4", "--runs-dir", str(tmp_path)))
+    assert code == common_run.EXIT_INTERRUPTED == 130
+    assert stderr == "stopped before the first update: nothing trained, no run folder left\n"
+    assert "| gamma " not in stdout  # no chunk ran
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_a_resume_compiles_leaves_the_checkpoint_untouched(tmp_path):
+    first = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "mg_chain.py"), *TINY_CHAIN, "--num-updates", "2", "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = tmp_path.iterdir()
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "mg_chain.py"), "--resume", str(run_dir), "--num-updates", "6"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=UNCACHED,
+    )
+    code, _, stderr = interrupt_while_compiling(process)
+    assert code == 130
+    assert stderr == (
+        f"stopped before the first update: the checkpoint in {run_dir} is untouched; "
+        f"continue with: python mg_chain.py --resume {run_dir}\n"
+    )
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    "script, module, flag, hint",
+    [
+        ("mg_chain.py", mg_chain, "--total-timesteps", "its budget is --num-updates (meta-updates)"),
+        ("mg_snake.py", mg_snake, "--num-updates=10", "its budget is --total-timesteps (inner-batch environment steps)"),
+    ],
+)
+def test_the_other_environments_budget_option_gets_a_hint(script, module, flag, hint, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [script, flag, "1000"] if "=" not in flag else [script, flag])
+    with pytest.raises(SystemExit) as exit_info:
+        common_run.run_main(module.main)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {script} has no {flag.split('=')[0]}: {hint}\n"
+
+
+@pytest.mark.parametrize(
+    "script, flags, name",
+    [
+        ("mg_chain.py", [], "mg_chain"),
+        ("mg_chain.py", ["--outer-critic"], "mg_chain_oc"),
+        ("bmg_chain.py", ["--outer-critic", "--no-true-value"], "bmg_chain_oc_learned"),
+        ("mg_snake.py", ["--meta-lr", "0", "--outer-critic"], "a2c_snake"),  # A2C has no outer loss to choose for
+        ("mg_snake.py", ["--normalize-advantage", "--outer-critic"], "mg_snake_oc_norm"),
+        ("mg_snake.py", ["--exp-name", "mine", "--outer-critic"], "mine"),
+    ],
+)
+def test_the_variant_is_in_the_run_folders_name(script, flags, name, monkeypatch):
+    module = {"mg_chain.py": mg_chain, "bmg_chain.py": bmg_chain, "mg_snake.py": mg_snake}[script]
+    monkeypatch.setattr(sys, "argv", [script, *flags])
+    args, _ = common_run.parse_args(module.Args, script, module.arg_rules)
+    assert args.exp_name == name
+
+
+def test_a_checkpoint_from_before_an_option_existed_resumes_with_its_default(tmp_path, monkeypatch):
+    # Checkpoints hold every option; one written before --track existed (and with the meta-gradient
+    # clip under its old name) must still resume, the new options at their defaults.
+    args = mg_chain.Args(exp_name="old", runs_dir=str(tmp_path), num_envs=8, num_updates=4)
+    runner = mg_chain.make_train(args).init(0)
+    old_args = {k: v for k, v in vars(args).items() if k not in ("track", "wandb_project_name", "wandb_entity")}
+    old_args["max_grad_norm"] = old_args.pop("max_meta_grad_norm")
+    run_dir = tmp_path / "old_run"
+    run_dir.mkdir()
+    common_run.write_checkpoint(str(run_dir), "mg_chain.py", args, [0], 2, runner)
+    path = run_dir / "checkpoint.msgpack"
+    checkpoint = flax.serialization.msgpack_restore(path.read_bytes())
+    checkpoint["args"] = old_args
+    path.write_bytes(flax.serialization.msgpack_serialize(checkpoint))
+    monkeypatch.setattr(sys, "argv", ["mg_chain.py", "--resume", str(run_dir), "--num-updates", "6"])
+    resumed, checkpoint = common_run.parse_args(mg_chain.Args, "mg_chain.py", mg_chain.arg_rules)
+    assert resumed.max_meta_grad_norm == args.max_meta_grad_norm and resumed.track is False
+    assert resumed.num_updates == 6 and checkpoint["updates_done"] == 2
+    # An option the script no longer knows is refused: its numbers could not be reproduced.
+    checkpoint["args"] = old_args | {"retired_option": 1}
+    path.write_bytes(flax.serialization.msgpack_serialize(checkpoint | {"leaves": []}))
+    with pytest.raises(common_run.BadInput, match="options this version of mg_chain.py lacks: \\['retired_option'\\]"):
+        common_run.parse_args(mg_chain.Args, "mg_chain.py", mg_chain.arg_rules)
