@@ -310,9 +310,8 @@ def make_train(args: Args):
         }
 
     def meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values):
-        """BMG (paper eq. 5): the target θ̃ is one RMSProp step on the outer loss from θ′ (stop_gradient),
-        with its own optimiser state (the reference's bootstrap_l_optimizer: its second moment tracks
-        outer-loss gradients only); the meta-loss is KL(π_θ̃ ‖ π_θ′) averaged over the outer batch's states."""
+        """BMG (paper eq. 5): target θ̃ = one RMSProp step on the outer loss from θ′ (stop_gradient; its own
+        optimiser state, the reference's bootstrap_l_optimizer); meta-loss = KL(π_θ̃ ‖ π_θ′) over the outer batch."""
         outer_grads, metrics = jax.grad(outer_loss, has_aux=True)(new_params, outer_batch, outer_values)
         target_updates, target_opt_state = optimizer.update(outer_grads, target_opt_state, new_params)
         target = jax.lax.stop_gradient(optax.apply_updates(new_params, target_updates))
@@ -370,8 +369,7 @@ def make_train(args: Args):
         meta_params = optax.apply_updates(runner.meta_params, meta_updates)
         runner = runner._replace(params=new_params, opt_state=new_opt_state, env_state=env_state, obs=obs)
         runner = runner._replace(meta_params=meta_params, meta_opt_state=meta_opt_state, target_opt_state=target_opt_state)
-        batches = [inner_batch, outer_batch]
-        return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, batches, update_index)
+        return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, [inner_batch, outer_batch], update_index)
 
     def a2c_update(runner: RunnerState, update_index):
         """--meta-lr 0: the inner step alone (γ fixed, no outer batch, no meta-gradient), the baseline."""

@@ -360,8 +360,7 @@ def make_train(args: Args):
         meta_params = optax.apply_updates(runner.meta_params, meta_updates)
         runner = runner._replace(params=new_params, opt_state=new_opt_state, env_state=env_state, obs=obs)
         runner = runner._replace(meta_params=meta_params, meta_opt_state=meta_opt_state, target_opt_state=target_opt_state)
-        batches = [inner_batch, outer_batch]
-        return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, batches, update_index)
+        return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, [inner_batch, outer_batch], update_index)
 
     def a2c_update(runner: RunnerState, update_index):
         """--meta-lr 0: the inner step alone (γ fixed, no outer batch, no meta-gradient), the baseline."""
