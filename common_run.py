@@ -240,13 +240,13 @@ class Run:
         while compiling, nothing (finish leaves the folder as it was)."""
         if self.stop_signal is not None:
             return
+        if self.args.track:  # first: a W&B that cannot start leaves a new run no folder
+            self.wandb_runs = start_wandb(self.args, self.dir, self.seeds, fresh=self.resumed_at is None)
         with open(os.path.join(self.dir, "args.json"), "w") as f:
             json.dump({"script": self.script, **dataclasses.asdict(self.args)}, f, indent=2)
         self.writers = [EventFileWriter(os.path.join(self.dir, f"seed{s}")) for s in self.seeds]
         if self.resumed_at is not None:
             cut_log(self.dir, self.writers, updates_done * self.steps_per_batch)
-        if self.args.track:
-            self.wandb_runs = start_wandb(self.args, self.dir, self.seeds)
         self.start_time = self.last_checkpoint = time.time()
         self.start_updates = updates_done
 
@@ -275,8 +275,12 @@ class Run:
             row["charts/SPS"] = sps
             row["charts/env_steps_total"] = updates_done * self.env_steps_per_update
         write_log_point(self.writers, self.dir, self.seeds, global_step, rows)
-        for wandb_run, row in zip(self.wandb_runs, rows):
-            wandb_run.log({"global_step": global_step, **{k: v for k, v in row.items() if not _is_nan(v)}})
+        try:  # W&B's step is global_step: a resume continues it
+            for wandb_run, row in zip(self.wandb_runs, rows):
+                values = {k: v for k, v in row.items() if not _is_nan(v)}
+                wandb_run.log({"global_step": global_step, **values}, step=global_step)
+        except Exception as error:
+            self.wandb_runs = wandb_failed(error)
         gamma = np.mean([row["meta/gamma"] for row in rows])
         returns = [row["charts/episodic_return"] for row in rows if not _is_nan(row["charts/episodic_return"])]
         mean_return = np.mean(returns) if returns else math.nan
@@ -326,8 +330,11 @@ class Run:
     def close(self):
         for writer in self.writers:
             writer.close()
-        for wandb_run in self.wandb_runs:
-            wandb_run.finish()
+        try:
+            for wandb_run in self.wandb_runs:
+                wandb_run.finish()
+        except Exception as error:
+            wandb_failed(error)
         self.writers, self.wandb_runs = [], []
 
     def __enter__(self):
@@ -439,29 +446,49 @@ def wandb_run_id(run_dir, seed):
     return re.sub(r"[^A-Za-z0-9_-]", "-", os.path.basename(os.path.normpath(run_dir))) + f"-seed{seed}"
 
 
-def start_wandb(args, run_dir, seeds):
+def start_wandb(args, run_dir, seeds, fresh):
     """One W&B run per seed, grouped by the run folder's name, continued by --resume (same ids). Logged
-    explicitly at each log point: the TensorBoard writer here is not one W&B can sync."""
+    explicitly at each log point: the TensorBoard writer here is not one W&B can sync. A W&B that cannot
+    start (no API key; online without network, after ~100 s) is one line, exit 2, and no new folder."""
     import wandb  # optional (requirements-wandb.txt); --track checked it is installed
 
     wandb_runs = []
-    for seed in seeds:
-        wandb_run = wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity or None,
-            group=os.path.basename(os.path.normpath(run_dir)),
-            name=f"{os.path.basename(os.path.normpath(run_dir))}__seed{seed}",
-            id=wandb_run_id(run_dir, seed),
-            resume="allow",
-            reinit="create_new",
-            config=dataclasses.asdict(args) | {"seed": seed},
-            dir=run_dir,
-        )
-        # W&B's own step must increase; the metrics step on global_step, an evaluation on the step of
-        # the policy it scored (Snake's evaluations are logged one chunk late).
-        wandb_run.define_metric("global_step")
-        wandb_run.define_metric("*", step_metric="global_step")
-        wandb_run.define_metric("eval/global_step")
-        wandb_run.define_metric("eval/*", step_metric="eval/global_step")
-        wandb_runs.append(wandb_run)
+    try:
+        for seed in seeds:
+            wandb_run = wandb.init(
+                project=args.wandb_project_name,
+                entity=args.wandb_entity or None,
+                group=os.path.basename(os.path.normpath(run_dir)),
+                name=f"{os.path.basename(os.path.normpath(run_dir))}__seed{seed}",
+                id=wandb_run_id(run_dir, seed),
+                resume="allow",
+                reinit="create_new",
+                config=dataclasses.asdict(args) | {"seed": seed},
+                dir=run_dir,
+            )
+            wandb_runs.append(wandb_run)
+            # The metrics step on global_step; Snake's evaluations on the step of the policy they scored
+            # (eval/global_step: logged one chunk late). The chain's eval/expected_return is of the policy now.
+            wandb_run.define_metric("global_step")
+            wandb_run.define_metric("*", step_metric="global_step")
+            if getattr(args, "eval_every", 0):
+                wandb_run.define_metric("eval/global_step")
+                wandb_run.define_metric("eval/*", step_metric="eval/global_step")
+    except wandb.Error as error:
+        for wandb_run in wandb_runs:
+            wandb_run.finish(exit_code=1)
+        if fresh:
+            shutil.rmtree(run_dir)
+        what = "no run folder left" if fresh else f"the checkpoint in {run_dir} is untouched"
+        raise BadInput(
+            f"--track: W&B did not start ({type(error).__name__}: {str(error).splitlines()[0]}); {what}; "
+            "WANDB_MODE=offline needs no key nor network (wandb sync uploads later)"
+        ) from None
     return wandb_runs
+
+
+def wandb_failed(error):
+    """W&B failing (its service process killed with the job, a full disk) stops the tracking, not the run:
+    one line, and metrics.csv, TensorBoard and the checkpoints go on. No W&B runs are left to log to."""
+    print(f"warning: W&B tracking stopped ({type(error).__name__}: {error}); the run goes on without it", file=sys.stderr)
+    return []
