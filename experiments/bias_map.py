@@ -51,11 +51,9 @@ from typing import Annotated, Literal
 
 import tyro
 
+from chain_facts import DELAYS, gamma_star, initial_bias_s0  # experiments/chain_facts.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The Discounting Chain (gymnax's bsuite port; README, Discounting Chain): chain c pays once
-# after DELAYS[c] steps, 1.0, except the paying chain (--mapping-seed) which pays BEST.
-DELAYS = (1, 3, 10, 30, 100)
-BEST = 1.1
 VARIANTS = {  # name: (script module, --outer-critic, label as plot.py writes it)
     "mg": ("mg_chain", False, "MG"),
     "mg_oc": ("mg_chain", True, "MG + outer critic"),
@@ -97,20 +95,6 @@ CURVE_FIELDS = (
     "expected_return",
     "adv_s0",
 )
-
-
-def gamma_star(mapping_seed):
-    """The discount at which the inner objective is indifferent between chain 0 (1, at once) and
-    the paying chain (BEST after DELAYS[m] steps): BEST·γ^(d − 1) = 1."""
-    return BEST ** (-1.0 / (DELAYS[mapping_seed] - 1))
-
-
-def initial_bias_s0(mapping_seed, gamma):
-    """Expected outer-loss advantage at s0 when the outer loss uses the inner critic V^{π,γ}
-    instead of V^{π,γ′=1}, for the uniform initial policy (λ′ = 0): A(s0, a) = r_0 + V^γ(a, 1) −
-    V^γ(s0), whose mean over a is (1 − γ)·Σ_{a≥1} π(a) ρ_a γ^(d_a − 2). With the outer critic it is 0."""
-    rewards = [BEST if c == mapping_seed else 1.0 for c in range(len(DELAYS))]
-    return (1 - gamma) * sum(rewards[c] * gamma ** (DELAYS[c] - 2) for c in range(1, len(DELAYS))) / len(DELAYS)
 
 
 @dataclasses.dataclass

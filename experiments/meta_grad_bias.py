@@ -39,19 +39,19 @@ mean ± std over seeds (ddof 0):
 numpy, pandas (plot.read_metrics) and matplotlib, no JAX: the figure is redrawn in seconds.
 """
 
-import argparse
+import dataclasses
 import json
-import math
 import os
 import sys
+from typing import Annotated
 
 import numpy as np
+import tyro
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import plot  # noqa: E402  (read_metrics: plot.py lives at the repository's root)
+from chain_facts import DELAYS, gamma_star  # noqa: E402  (experiments/chain_facts.py)
 
-DELAYS = (1, 3, 10, 30, 100)  # the Discounting Chain's delays; chain m pays BEST when it is the mapping seed
-BEST = 1.1
 STEPS_PER_BATCH_PER_ENV = 100  # one 100-step episode per environment per batch
 VARIANTS = {"mg": "MG", "mg_oc": "MG + outer critic", "bmg": "BMG", "bmg_oc": "BMG + outer critic"}
 CRITICS = {"oracle": "oracle values (--true-value)", "learned": "learned critic (--no-true-value)"}
@@ -63,11 +63,6 @@ def fail(message):
     """Bad input: one line on stderr, exit code 2."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
-
-
-def gamma_star(mapping):
-    """γ at which the inner objective is indifferent between chain 0 (1, at once) and the paying chain."""
-    return BEST ** (-1.0 / (DELAYS[mapping] - 1)) if DELAYS[mapping] > 1 else float("nan")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -365,41 +360,29 @@ def draw(runs, summaries, out, window, threshold):
     plt.close(fig)
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+@dataclasses.dataclass
+class Args:
+    dir: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="DIR")]
+    """a folder of runs (runs/meta_grad_bias_<time>)"""
+    out: str = ""
+    """the PNG (default DIR/meta_grad_bias.png); the table also goes to <out>.md"""
+    window: int = 10
+    """log points in the trailing mean of the agreement curves"""
+    last_updates: int = 1000
+    """the table's agreement window, in updates"""
+    lean_threshold: float = 0.5
+    """the policy leans to chain 0 when π(0 | s0) exceeds this"""
 
 
-def fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text!r}")
-    return value
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, as everywhere in the project
-        fail(message)
-
-
-def main(argv=None):
-    parser = Parser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("dir", metavar="DIR", help="a folder of runs (runs/meta_grad_bias_<time>)")
-    parser.add_argument("--out", default="", help="the PNG (default DIR/meta_grad_bias.png); the table also goes to <out>.md")
-    parser.add_argument("--window", type=positive_int, default=10, help="log points in the trailing mean (default 10)")
-    parser.add_argument("--last-updates", type=positive_int, default=1000, help="the table's agreement window (default 1000)")
-    parser.add_argument(
-        "--lean-threshold", type=fraction, default=0.5, help="the policy leans to chain 0 when π(0 | s0) exceeds this (0.5)"
-    )
-    a = parser.parse_args(argv)
+def main():
+    a = tyro.cli(Args, description=" ".join(__doc__.split("\n\n")[0].split()))
+    for name, holds, allowed in [
+        ("window", a.window >= 1, "must be a positive integer"),
+        ("last_updates", a.last_updates >= 1, "must be a positive integer"),
+        ("lean_threshold", 0 < a.lean_threshold < 1, "must be in (0, 1)"),
+    ]:
+        if not holds:
+            fail(f"--{name.replace('_', '-')} {allowed}, got {getattr(a, name)}")
     if not os.path.isdir(a.dir):
         fail(f"DIR {a.dir!r} is not a directory")
     runs, notes = find_runs(a.dir)

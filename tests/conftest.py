@@ -1,4 +1,7 @@
+import csv
+import io
 import os
+import pathlib
 import shlex
 import signal
 import subprocess
@@ -81,6 +84,32 @@ def run_with_stand_in_python(tmp_path, shell_script, *arguments, imports_ok=True
     command = ["bash", os.path.join(ROOT, "experiments", shell_script), *arguments]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env, cwd=cwd)
     return result, [line.split() for line in log.read_text().splitlines()]
+
+
+def only_run(folder):
+    """The one run folder (the one directory) in `folder`, as a Path."""
+    (run_dir,) = [p for p in pathlib.Path(folder).iterdir() if p.is_dir()]
+    return run_dir
+
+
+def metrics_rows(run_dir, *, wall_clock=False):
+    """metrics.csv's rows (dicts of the text written), checked to hold whole rows only; without the
+    wall-clock charts/SPS unless asked, so that two runs' rows compare bit for bit."""
+    text = (pathlib.Path(run_dir) / "metrics.csv").read_text()
+    assert text.endswith("\n")  # whole rows only
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return rows if wall_clock else [{k: v for k, v in row.items() if k != "charts/SPS"} for row in rows]
+
+
+def run_without_jax(script, *arguments, cwd=None):
+    """Runs `python script arguments...` in a process that fails if the script imported JAX."""
+    check = (
+        f"import runpy, sys; sys.argv = [{script!r}, *{list(map(str, arguments))!r}]; sys.path.insert(0, {os.path.dirname(script)!r}); "
+        f"runpy.run_path({script!r}, run_name='__main__'); assert 'jax' not in sys.modules, 'imported JAX'"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=120, env=SUBPROCESS_ENV, cwd=cwd
+    )
 
 
 # Synthetic run folders as the scripts write them (args.json, metrics.csv), for plot.py and

@@ -14,11 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ROOT, SUBPROCESS_ENV, run_with_stand_in_python
+from conftest import ROOT, SUBPROCESS_ENV, run_with_stand_in_python, run_without_jax
 
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 import bias_map  # noqa: E402
 
+import chain_facts  # noqa: E402
 import common_envs  # noqa: E402
 import mg_chain  # noqa: E402
 
@@ -79,7 +80,7 @@ def test_grid_lanes_equal_separate_runs_and_a_finished_grid_is_not_trained_again
                 assert float(row["adv_s0"]) == pytest.approx(adv, rel=1e-8, abs=1e-12)
         (final,) = [r for r in rows if (float(r["gamma_init"]), r["seed"]) == (g, "1")]
         assert np.float32(final["gamma_final"]) == metrics["meta/gamma"][1, -1]
-        assert final["myopic"] == str(int(float(final["gamma_final"]) < bias_map.gamma_star(2)))
+        assert final["myopic"] == str(int(float(final["gamma_final"]) < chain_facts.gamma_star(2)))
 
     # The same options on the same directory: nothing to train, no file changes.
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -173,11 +174,12 @@ def test_a_train_that_depends_on_gamma0_is_refused(closed_over):
 
 
 @pytest.mark.parametrize("mapping", [1, 2, 3, 4])
-def test_myopic_threshold_and_expected_bias_follow_the_true_values(mapping):
+def test_chain_facts_myopic_threshold_and_expected_bias_follow_the_true_values(mapping):
+    """experiments/chain_facts.py (JAX-free) against common_envs' chain."""
     rewards = common_envs.chain_rewards(mapping)
     s0 = jnp.asarray(common_envs.CHAIN_S0_OBS)
     one_hot = lambda a: jax.nn.one_hot(a, 5)
-    g = bias_map.gamma_star(mapping)
+    g = chain_facts.gamma_star(mapping)
     # At γ*, taking chain 0 and taking the paying chain are worth the same to the inner objective.
     v0, vm = (float(common_envs.chain_true_value(s0, one_hot(a), g, rewards)) for a in (0, mapping))
     assert v0 == pytest.approx(vm, rel=1e-5) and v0 == pytest.approx(1.0)
@@ -191,8 +193,8 @@ def test_myopic_threshold_and_expected_bias_follow_the_true_values(mapping):
             + common_envs.chain_true_value(s1, uniform, gamma, rewards)
             - common_envs.chain_true_value(s0, uniform, gamma, rewards)
         )
-        assert bias_map.initial_bias_s0(mapping, gamma) == pytest.approx(float(jnp.mean(advantage)), rel=1e-4)
-    assert tuple(common_envs.CHAIN_DELAYS) == bias_map.DELAYS and common_envs.CHAIN_BEST_REWARD == bias_map.BEST
+        assert chain_facts.initial_bias_s0(mapping, gamma) == pytest.approx(float(jnp.mean(advantage)), rel=1e-4)
+    assert tuple(common_envs.CHAIN_DELAYS) == chain_facts.DELAYS and common_envs.CHAIN_BEST_REWARD == chain_facts.BEST
 
 
 def write_grid_csv(path, gammas):
@@ -209,8 +211,8 @@ def write_grid_csv(path, gammas):
                         "script": script,
                         "outer_critic": outer_critic,
                         "mapping_seed": mapping,
-                        "delay": bias_map.DELAYS[mapping],
-                        "gamma_star": bias_map.gamma_star(mapping),
+                        "delay": chain_facts.DELAYS[mapping],
+                        "gamma_star": chain_facts.gamma_star(mapping),
                         "gamma_init": g0,
                         "seed": seed,
                         "updates": 100,
@@ -221,7 +223,7 @@ def write_grid_csv(path, gammas):
                         "adv_s0_first": 0.01,
                         "adv_s0_last": 0.003,
                         "adv_s0_all": 0.005,
-                        "myopic": gamma < bias_map.gamma_star(mapping),
+                        "myopic": gamma < chain_facts.gamma_star(mapping),
                         "compile_s": 1.0,
                         "train_s": 2.0,
                     }
@@ -232,20 +234,14 @@ def write_grid_csv(path, gammas):
 def test_the_figure_and_tables_come_from_the_csv_alone_without_jax(tmp_path):
     # Mapping 1 (γ* 0.9535): 0.95 is myopic, 0.96 is not; mapping 4 (γ* 0.9990): 0.998 is myopic.
     write_grid_csv(tmp_path / "bias_map.csv", {(1, 0.91): 0.95, (1, 0.99): 0.96, (4, 0.91): 0.90, (4, 0.99): 0.998})
-    check = (
-        f"import runpy, sys; sys.argv = ['bias_map.py', 'draw', {str(tmp_path)!r}]; "
-        f"runpy.run_path({SCRIPT!r}, run_name='__main__'); assert 'jax' not in sys.modules, 'imported JAX'"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", check], capture_output=True, text=True, timeout=120, env=SUBPROCESS_ENV, cwd=tmp_path
-    )
+    result = run_without_jax(SCRIPT, "draw", tmp_path, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "bias_map.png").stat().st_size > 10_000
     table = (tmp_path / "bias_map.md").read_text()
     assert table in result.stdout
     assert "Cells whose mean final γ is on the myopic side: MG: 3 of 4 cells; MG + outer critic: 0 of 4 cells." in table
     assert "| MG | 1 (3) | 0.9535 | **0.9500 / 0.05 / 2/2** | 0.9600 / 0.05 / 0/2 |" in table
-    assert f"| bias at the start (expected) | 4 (100) | {bias_map.initial_bias_s0(4, 0.91):.4f} |" in table
+    assert f"| bias at the start (expected) | 4 (100) | {chain_facts.initial_bias_s0(4, 0.91):.4f} |" in table
 
 
 @pytest.mark.parametrize(
