@@ -30,10 +30,15 @@ SNAKE_RUN = ["--num-envs", "8", "--log-every", "2", "--total-timesteps", "80"]  
 CHAIN_RUN = ["--num-envs", "8", "--log-every", "2", "--num-updates", "2"]
 SEEDS_EVAL = ["--num-seeds", "2", "--eval-every", "50"]
 WARM_UP = [  # in the order the tests need them
-    ["mg_chain.py", *CHAIN_RUN, "--num-seeds", "2", "--outer-critic"],  # test_chain's CLI runs, test_reliability, test_resume
+    [
+        "mg_chain.py",
+        *CHAIN_RUN,
+        "--num-seeds",
+        "2",
+        "--outer-critic",
+    ],  # test_chain's CLI runs, test_reliability, test_resume, test_paper_budget
     ["bmg_chain.py", *CHAIN_RUN, "--num-seeds", "2", "--outer-critic"],
-    ["mg_snake.py", *SNAKE_RUN, *SEEDS_EVAL, "--outer-critic"],  # test_gpu_dry_run, test_resume, test_watch
-    ["mg_snake.py", *SNAKE_RUN, *SEEDS_EVAL, "--meta-lr", "0"],  # test_gpu_dry_run's A2C
+    ["mg_snake.py", *SNAKE_RUN, *SEEDS_EVAL, "--outer-critic"],  # test_resume, test_watch
     ["bmg_snake.py", *SNAKE_RUN, *SEEDS_EVAL, "--outer-critic"],  # test_reliability's sharding test, test_resume
     ["mg_snake.py", *SNAKE_RUN, "--learning-rate", "1e38"],  # test_reliability's non-finite stop (exits 1)
     ["mg_chain.py", *CHAIN_RUN, "--no-true-value", "--learning-rate", "1e38"],
@@ -68,7 +73,7 @@ def pytest_sessionfinish(session):
             process.wait()
 
 
-def run_with_stand_in_python(tmp_path, shell_script, *arguments, imports_ok=True, cwd=None):
+def run_with_stand_in_python(tmp_path, shell_script, *arguments, imports_ok=True, cwd=None, env=None):
     """Runs experiments/<shell_script> with a stand-in `python` on PATH that trains nothing and records
     its arguments (its import check fails if not imports_ok): (result, [argument lists of every call])."""
 
@@ -79,7 +84,7 @@ def run_with_stand_in_python(tmp_path, shell_script, *arguments, imports_ok=True
     fake.chmod(0o755)
     log = tmp_path / "python.log"
     log.write_text("")
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON_LOG": str(log)}
+    env = {**os.environ, **(env or {}), "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON_LOG": str(log)}
     env["IMPORT_RC"] = "0" if imports_ok else "1"
     command = ["bash", os.path.join(ROOT, "experiments", shell_script), *arguments]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env, cwd=cwd)
