@@ -17,15 +17,16 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bmg_snake  # noqa: E402  (the scripts live at the repository's root)
+import common_run  # noqa: E402
 import mg_snake  # noqa: E402
 
 CHUNK = 20
 
 
 def best_chunk_seconds(num_seeds, eval_every):
-    fns = mg_snake.make_train(mg_snake.Args(outer_critic=True, eval_every=eval_every, num_seeds=num_seeds))
-    runner = jax.jit(jax.vmap(fns.init))(jnp.arange(num_seeds))
-    train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)), donate_argnums=0)
+    train_fns = mg_snake.make_train(mg_snake.Args(outer_critic=True, eval_every=eval_every, num_seeds=num_seeds))
+    runner = jax.jit(jax.vmap(train_fns.init))(jnp.arange(num_seeds))
+    train = jax.jit(jax.vmap(train_fns.train, in_axes=(0, None)), donate_argnums=0)
     runner, metrics = train(runner, jnp.arange(CHUNK))  # compile and warm up
     jax.block_until_ready(metrics)
     times = []
@@ -44,7 +45,7 @@ def checkpoint_seconds(num_seeds):
     folder, times = tempfile.mkdtemp(), []
     for _ in range(5):
         start = time.perf_counter()
-        bmg_snake.write_checkpoint(folder, args, list(range(num_seeds)), 0, runner)
+        common_run.write_checkpoint(folder, bmg_snake.SCRIPT, args, list(range(num_seeds)), 0, runner)
         times.append(time.perf_counter() - start)
     return min(times), os.path.getsize(os.path.join(folder, "checkpoint.msgpack"))
 

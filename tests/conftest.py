@@ -97,12 +97,17 @@ def only_run(folder):
     return run_dir
 
 
-def metrics_rows(run_dir, *, wall_clock=False):
-    """metrics.csv's rows (dicts of the text written), checked to hold whole rows only; without the
-    wall-clock charts/SPS unless asked, so that two runs' rows compare bit for bit."""
-    text = (pathlib.Path(run_dir) / "metrics.csv").read_text()
+def csv_rows(path):
+    """A CSV file's rows (dicts of the text written), checked to hold whole rows only."""
+    text = pathlib.Path(path).read_text()
     assert text.endswith("\n")  # whole rows only
-    rows = list(csv.DictReader(io.StringIO(text)))
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def metrics_rows(run_dir, *, wall_clock=False):
+    """A run's metrics.csv rows (csv_rows); without the wall-clock charts/SPS unless asked, so that two
+    runs' rows compare bit for bit."""
+    rows = csv_rows(pathlib.Path(run_dir) / "metrics.csv")
     return rows if wall_clock else [{k: v for k, v in row.items() if k != "charts/SPS"} for row in rows]
 
 

@@ -3,7 +3,6 @@ runs of the script, a `train` that depends on γ0 is refused, the myopic-side th
 expected bias at s0 follow the chain's true values, the figure is drawn from the CSV alone (no
 JAX), bad input is one line and exit 2, and the shell script runs the commands it says."""
 
-import csv
 import dataclasses
 import os
 import subprocess
@@ -14,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ROOT, SUBPROCESS_ENV, run_with_stand_in_python, run_without_jax
+from conftest import ROOT, SUBPROCESS_ENV, csv_rows, run_with_stand_in_python, run_without_jax
 
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 import bias_map  # noqa: E402
@@ -24,13 +23,6 @@ import common_envs  # noqa: E402
 import mg_chain  # noqa: E402
 
 SCRIPT = os.path.join(ROOT, "experiments", "bias_map.py")
-
-
-def read_csv(path):
-    with open(path) as f:
-        text = f.read()
-    assert text.endswith("\n")
-    return list(csv.DictReader(text.splitlines()))
 
 
 def test_grid_lanes_equal_separate_runs_and_a_finished_grid_is_not_trained_again(tmp_path, capsys):
@@ -54,7 +46,7 @@ def test_grid_lanes_equal_separate_runs_and_a_finished_grid_is_not_trained_again
         draw=False,
     )
     bias_map.run(options)
-    rows, curves = read_csv(out / "bias_map.csv"), read_csv(out / "bias_map_curves.csv")
+    rows, curves = csv_rows(out / "bias_map.csv"), csv_rows(out / "bias_map_curves.csv")
     assert [(r["gamma_init"], r["seed"]) for r in rows] == [("0.93", "0"), ("0.93", "1"), ("0.97", "0"), ("0.97", "1")]
     assert len(curves) == 4 * 2 and {r["update"] for r in curves} == {"10", "20"}
 

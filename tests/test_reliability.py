@@ -2,8 +2,6 @@
 written, interrupts and NaNs lose nothing that was logged, the same command gives the same numbers
 on one device or several, and --save-model writes what was trained."""
 
-import csv
-import io
 import os
 import re
 import subprocess
@@ -12,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import tyro
-from conftest import ROOT
+from conftest import ROOT, metrics_rows, only_run
 
 import bmg_chain
 import bmg_snake
@@ -29,18 +27,6 @@ ENDLESS = {**{s: ["--num-updates", "1000000"] for s in CHAIN}, **{s: ["--total-t
 
 def command(script, *flags):
     return [sys.executable, os.path.join(ROOT, script), *TINY[script], *flags]
-
-
-def read_csv(run_dir):
-    with open(os.path.join(run_dir, "metrics.csv")) as f:
-        text = f.read()
-    assert text.endswith("\n")  # whole rows only
-    return list(csv.DictReader(io.StringIO(text)))
-
-
-def only_run(tmp_path):
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    return str(run_dir)
 
 
 @pytest.mark.parametrize("script", ["mg_chain.py", "mg_snake.py"])
@@ -180,7 +166,7 @@ def test_seeds_sharded_over_two_devices_give_the_single_device_numbers(script, t
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.count("CpuDevice") == (1 if name == "one" else 2)
-        rows.append(read_csv(only_run(tmp_path / name)))
+        rows.append(metrics_rows(only_run(tmp_path / name), wall_clock=True))
     single, sharded = rows
     assert len(single) == len(sharded) == 4  # 2 seeds × 2 log points
     for a, b in zip(single, sharded):

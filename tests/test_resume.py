@@ -5,7 +5,6 @@ logged Snake evaluation equals an independent replay of the same games with the 
 chain's exact expected return equals the saved policy's Monte-Carlo return."""
 
 import csv
-import io
 import json
 import os
 import signal
@@ -18,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ROOT, SUBPROCESS_ENV
+from conftest import ROOT, SUBPROCESS_ENV, metrics_rows, only_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import bmg_chain
@@ -64,21 +63,6 @@ def resume(script, run_dir, *flags):
 def finished(process):
     stdout, stderr = process.communicate(timeout=600)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def read_rows(run_dir):
-    with open(os.path.join(run_dir, "metrics.csv")) as f:
-        text = f.read()
-    assert text.endswith("\n")  # whole rows only
-    rows = list(csv.DictReader(io.StringIO(text)))
-    for row in rows:
-        del row["charts/SPS"]  # wall-clock
-    return rows
-
-
-def only_run(runs_dir):
-    (run_dir,) = [p for p in runs_dir.iterdir() if p.is_dir()]
-    return run_dir
 
 
 def logged_steps(run_dir):
@@ -194,7 +178,7 @@ def test_sigterm_keeps_every_log_point_and_resume_continues_bit_exactly(runs):
     result = runs["resumed"]["sigterm"]
     assert result.returncode == 0, result.stderr
     assert "resumed at update" in result.stdout
-    assert read_rows(runs["sigterm_dir"]) == read_rows(runs["full"])
+    assert metrics_rows(runs["sigterm_dir"]) == metrics_rows(runs["full"])
     assert_same_models_and_tensorboard(runs, runs["sigterm_dir"])
 
 
@@ -205,7 +189,7 @@ def test_kill_9_between_checkpoints_resumes_bit_exactly(runs):
     result = runs["resumed"]["kill9"]
     assert result.returncode == 0, result.stderr
     assert f"resumed at update {kill9['checkpoint_updates']}" in result.stdout
-    assert read_rows(runs["kill_dir"]) == read_rows(runs["full"])
+    assert metrics_rows(runs["kill_dir"]) == metrics_rows(runs["full"])
     assert_same_models_and_tensorboard(runs, runs["kill_dir"])
 
 
@@ -276,7 +260,7 @@ def test_saved_model_reproduces_the_last_log_point(runs):
     assert runs["full_stdout"].splitlines()[-1] == (
         f"done: {run_dir} | python plot.py {run_dir} | tensorboard --logdir {os.path.dirname(run_dir)}"
     )
-    rows = read_rows(runs["full"])
+    rows = metrics_rows(runs["full"])
     fns = module.make_train(module.Args(num_envs=8))
     for seed in (0, 1):
         saved = flax.serialization.msgpack_restore((runs["full"] / f"seed{seed}" / "model.msgpack").read_bytes())
@@ -417,4 +401,4 @@ def test_time_limit_ends_cleanly_with_a_checkpoint_and_resumes_bit_exactly(runs)
     # --resume keeps the checkpoint's time limit (a cluster job resubmitted as it was); 0 lifts it.
     result = finished(resume("mg_snake.py", run_dir, "--time-limit-s", "0"))
     assert result.returncode == 0, result.stderr
-    assert read_rows(run_dir) == read_rows(runs["full"])
+    assert metrics_rows(run_dir) == metrics_rows(runs["full"])

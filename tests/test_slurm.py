@@ -4,7 +4,6 @@ resumed until finished, gives each task the metrics.csv of an uninterrupted run 
 bit for bit. Skipped where SLURM is not installed (CI installs slurm-wlm and munge in .ci/run). And
 submit.sh's checks and sbatch command, with a stand-in sbatch (no cluster needed)."""
 
-import csv
 import os
 import re
 import shutil
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SUBPROCESS_ENV
+from conftest import ROOT, SUBPROCESS_ENV, metrics_rows, only_run
 
 SUBMIT = os.path.join(ROOT, "experiments", "slurm", "submit.sh")
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
@@ -144,17 +143,6 @@ def task_states(env, job):
     return dict(line.split() for line in result.stdout.splitlines())
 
 
-def metrics(run_dir):
-    """metrics.csv's rows without charts/SPS (wall-clock): everything else must match bit for bit."""
-    with open(os.path.join(run_dir, "metrics.csv")) as f:
-        return [{k: v for k, v in row.items() if k != "charts/SPS"} for row in csv.DictReader(f)]
-
-
-def only_run(folder):
-    (run,) = [e.path for e in os.scandir(folder) if e.is_dir()]
-    return run
-
-
 def test_array_tasks_cut_requeued_and_resumed_equal_uninterrupted_runs(cluster, tmp_path):
     env = cluster
     variants = tmp_path / "variants.txt"
@@ -213,7 +201,7 @@ def test_array_tasks_cut_requeued_and_resumed_equal_uninterrupted_runs(cluster, 
     for task, seed in ((0, 0), (1, 2)):
         assert len(os.listdir(array / f"mg_chain_oc_s{seed}")) == 1  # one run folder, continued in place
         ours, reference = only_run(array / f"mg_chain_oc_s{seed}"), only_run(tmp_path / f"ref{seed}")
-        assert metrics(ours) == metrics(reference)
+        assert metrics_rows(ours) == metrics_rows(reference)  # charts/SPS (wall-clock) aside
         texts = [log.read_text() for t, log in logs if t == task]
         assert "resumed at update" in "".join(texts)  # cut at least once, then continued from its checkpoint
         for text in texts:  # each requeue is followed by the next start of the same task, until finished
