@@ -17,7 +17,8 @@
 #                    no limit
 #   JOBS=1           runs trained at once      PYTHON=python   the interpreter
 # Exit code: 0 every run finished; 3 stopped by TIME_LIMIT_S and 130 by Ctrl-C or SIGTERM (call again to
-# continue); 1 some run failed (its folder holds FAILED with its exit code; delete it to try again).
+# continue); 1 some run failed (its folder holds FAILED with its exit code; delete it to try again);
+# 2 bad arguments (one line; nothing started).
 set -uo pipefail  # no -e: the runs' exit codes are read
 fail() { echo "error: $*" >&2; exit 2; }
 (($# == 4)) || fail "give RUNS_DIR VARIANTS_FILE NUM_GROUPS SEEDS_PER_GROUP, got $# arguments"
@@ -39,6 +40,8 @@ for line in "${lines[@]}"; do
   [[ ${words[1]:-} =~ ^(mg|bmg)_(chain|snake)\.py$ ]] || fail "variant '${words[0]}': '${words[1]:-}' is not one of the training scripts"
   seen[${words[0]}]=1
 done
+python=${PYTHON:-python}
+"$python" -c "import jax, tyro" 2>/dev/null || fail "install the requirements first: pip install -r requirements.txt"
 plan="$(cat "$variants")"$'\n'"# groups: $groups × $per_group seeds"
 mkdir -p "$runs" 2>/dev/null && [[ -w $runs ]] || fail "cannot write to RUNS_DIR $runs"
 if [[ -f $runs/variants.txt ]]; then
@@ -46,8 +49,6 @@ if [[ -f $runs/variants.txt ]]; then
 else
   printf '%s\n' "$plan" >"$runs/variants.txt"
 fi
-python=${PYTHON:-python}
-"$python" -c "import jax, tyro" 2>/dev/null || fail "install the requirements first: pip install -r requirements.txt"
 cd "$root" || exit 2
 SECONDS=0  # TIME_LIMIT_S counts from here
 

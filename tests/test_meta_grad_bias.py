@@ -327,6 +327,9 @@ def test_the_shell_script_defaults_and_its_estimate(tmp_path):
         folder = os.path.join(ROOT, out)
         if out.startswith("runs/meta_grad_bias_") and sorted(os.listdir(folder)) == ["grid.args", "timings.txt"]:
             shutil.rmtree(folder)  # what the stand-in run left: the grid's options and timings, nothing else
+    # The estimate follows the budget: 1,000 updates × 1,018 ms + 24 × 8 s = 1,210 s ≈ 20 min.
+    result, _ = run_shell(tmp_path, "1000", "5", "--runs-dir", "grids")
+    assert "estimated time on an idle 2-core CPU: ≈ 20 min" in result.stdout, result.stderr
 
 
 def test_a_stopped_grid_continues(tmp_path):
