@@ -3,6 +3,7 @@
 # then the figure and the tables (the paper's side: experiments/reference_tables.py). Each invocation
 # trains into its own runs/chain_<time>/.
 # Usage: experiments/chain.sh [NUM_UPDATES=50000] [NUM_SEEDS=10] [extra flags for every run...]
+# The paper's budget in calls that stop and continue: experiments/paper_budget.sh RUNS_DIR experiments/slurm/chain.txt 1 10
 set -euo pipefail
 cd "$(dirname "$0")/.."  # the scripts and runs/ are at the repository's root
 updates=${1:-50000}; seeds=${2:-10}

@@ -2,6 +2,7 @@
 # Figures 3 and 5: the five variants on Snake 6x6, paper configuration, one after another, then
 # the figure and the table. Each invocation trains into its own runs/snake_<time>/.
 # Usage: experiments/snake.sh [TOTAL_TIMESTEPS=75000000] [NUM_SEEDS=10] [extra flags for every run...]
+# The paper's budget in calls that stop and continue: experiments/paper_budget.sh RUNS_DIR experiments/slurm/snake.txt 1 10
 set -euo pipefail
 cd "$(dirname "$0")/.."  # the scripts and runs/ are at the repository's root
 steps=${1:-75000000}; seeds=${2:-10}
