@@ -17,7 +17,7 @@ from conftest import ROOT, SUBPROCESS_ENV, csv_rows, run_with_stand_in_python, r
 
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 import bias_map  # noqa: E402
-
+import bias_map_figure  # noqa: E402
 import chain_facts  # noqa: E402
 import common_envs  # noqa: E402
 import mg_chain  # noqa: E402
@@ -192,7 +192,10 @@ def test_chain_facts_myopic_threshold_and_expected_bias_follow_the_true_values(m
 def write_grid_csv(path, gammas):
     """A made-up bias_map.csv: MG ends at the given γ per (mapping, γ0), MG + oc at 0.9999."""
     rows = []
-    for variant, (script, outer_critic, label) in (("mg", bias_map.VARIANTS["mg"]), ("mg_oc", bias_map.VARIANTS["mg_oc"])):
+    for variant, (script, outer_critic, label) in (
+        ("mg", bias_map_figure.VARIANTS["mg"]),
+        ("mg_oc", bias_map_figure.VARIANTS["mg_oc"]),
+    ):
         for (mapping, g0), final in gammas.items():
             for seed in (0, 1):
                 gamma = final if variant == "mg" else 0.9999
@@ -220,7 +223,7 @@ def write_grid_csv(path, gammas):
                         "train_s": 2.0,
                     }
                 )
-    bias_map.write_rows(str(path), bias_map.ROW_FIELDS, rows)
+    bias_map_figure.write_rows(str(path), bias_map_figure.ROW_FIELDS, rows)
 
 
 def test_the_figure_and_tables_come_from_the_csv_alone_without_jax(tmp_path):
