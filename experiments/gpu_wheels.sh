@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
-# Downloads, here (it needs PyPI), the wheels that the GPU machine lacks and that the training
-# scripts import: gymnax, jumanji and tyro, and those of their dependencies that its image does not
-# hold (it has jax 0.11.2 with CUDA, flax, optax, chex, tensorboard, matplotlib, seaborn, numpy,
-# huggingface-hub, ...; /work/.library/device/KINDS.md lists them). Python 3.12 manylinux wheels,
-# without their dependencies (--no-deps): the list below is the whole set, about 3 MB. The GPU
-# machine installs them offline (experiments/gpu.sh does, when an import fails):
+# Downloads, on a machine with PyPI, the wheels that a GPU machine without PyPI lacks for the training
+# scripts: gymnax, jumanji and tyro, and those of their dependencies that a CUDA image with jax, flax,
+# optax, chex, tensorboard, matplotlib and numpy does not hold. Python 3.12 manylinux wheels, without
+# their dependencies (--no-deps): the list below is the whole set, about 3 MB. experiments/gpu.sh
+# installs them offline when an import fails:
 #   pip install --no-index --no-deps --target runs/gpu/site DIR/*.whl
-# Usage: experiments/gpu_wheels.sh [DIR=wheels]   (wheels/ is git-ignored; the device tool's run
-# carries it with carry: ["wheels"])
+# Usage: experiments/gpu_wheels.sh [DIR=wheels]   (wheels/ is git-ignored; copy it to the GPU machine)
 set -euo pipefail
 (( $# <= 1 )) || { echo "error: at most 1 argument (DIR), got $#" >&2; exit 2; }
 dir=${1:-$(dirname "$0")/../wheels}
