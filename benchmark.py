@@ -8,10 +8,18 @@ and with the outer critic in the same process, so the meta-gradient's and the ou
 are ratios measured under the same conditions; compile time is reported apart. The raw environment
 (uniform random actions, the same envs, as many rollouts as a chunk) is the upper limit on inner
 steps/s.
+
+How close to the machine's limit: the floating-point operations of one update come from XLA's cost
+analysis of one update compiled alone, its scans unrolled (a loop's body is counted once), for one
+seed; the matmul peak is a large float32 matmul through JAX, best of --repeats, in the same run.
+Achieved GFLOP/s = FLOPs per update × seeds / time per update.
 """
 
+import contextlib
 import dataclasses
 import importlib
+import math
+import re
 import sys
 import time
 
@@ -30,6 +38,8 @@ class Args:
     """updates per timed chunk"""
     repeats: int = 3
     """timed chunks; the best is reported"""
+    peak_size: int = 4096
+    """the side of the square float32 matmul that measures the peak"""
 
 
 def check_args(bench):
@@ -46,6 +56,7 @@ def check_args(bench):
         ),
         ("--updates", bench.updates, bench.updates >= 1, "must be >= 1"),
         ("--repeats", bench.repeats, bench.repeats >= 1, "must be >= 1"),
+        ("--peak-size", bench.peak_size, bench.peak_size >= 1, "must be >= 1"),
     ]
     for option, value, ok, allowed in rules:
         if not ok:
@@ -63,6 +74,87 @@ def time_steps(step, state, repeats):
         state = jax.block_until_ready(step(state))
         best = min(best, time.perf_counter() - start)
     return best
+
+
+@contextlib.contextmanager
+def unrolled_scans(unroll=True):
+    """Every jax.lax.scan traced inside is unrolled (fully, or `unroll` iterations per loop trip): XLA's cost
+    analysis counts a loop's body once. Yields the list of the scans' lengths, filled as they are traced.
+    (What loops remain are threefry's rounds inside jax.random: integer work, no matmul.)"""
+    import jax
+
+    scan, lengths = jax.lax.scan, []
+
+    def unrolled(f, init, xs=None, length=None, **kw):
+        lengths.append(length if length is not None else len(jax.tree.leaves(xs)[0]))
+        return scan(f, init, xs, length, **{**kw, "unroll": unroll})
+
+    jax.lax.scan = unrolled
+    try:
+        yield lengths
+    finally:
+        jax.lax.scan = scan
+
+
+def dot_flops(hlo_text):
+    """FLOPs of the matmuls (HLO dot) of an optimized HLO module: 2 × output elements × contracted size each."""
+    shapes = dict(re.findall(r"%(\S+) = \w+\[([\d,]*)\]", hlo_text))  # instruction names are unique in a module
+    dims = lambda shape: [int(d) for d in shape.split(",") if d]
+    total = 0
+    for out, lhs, contracting in re.findall(
+        r"= \w+\[([\d,]*)\]\S* dot\(%(\S+?),.*?lhs_contracting_dims=\{([\d,]*)\}", hlo_text
+    ):
+        lhs_dims = dims(shapes[lhs])
+        total += 2 * math.prod(dims(out)) * math.prod(lhs_dims[int(i)] for i in contracting.split(",") if i)
+    return total
+
+
+def cost(compiled):
+    """(all FLOPs by XLA's cost analysis, the matmuls' FLOPs) of a compiled function."""
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis  # older jax: one dict per device
+    return analysis["flops"], dot_flops(compiled.as_text())
+
+
+def update_flops(module, args, max_unroll=16):
+    """(FLOPs, matmul FLOPs) of one update of one seed, compiled alone with its scans unrolled.
+
+    Scans of at most `max_unroll` steps (Snake's 5) are unrolled fully: a program without loops. Longer
+    ones (the chain's 100-step episodes) would take minutes to compile unrolled; they must all have the
+    same length n, and the update is compiled twice, one and two steps per loop trip: a trip costs
+    c2 − c1, and one update c1 + (n − 1)(c2 − c1)."""
+    import jax
+    import jax.numpy as jnp
+
+    # The timed chunks evaluate nothing (their updates come before the first evaluation): neither does this one.
+    no_eval = {"eval_every": 0} if hasattr(args, "eval_every") else {}
+    fns = module.make_train(dataclasses.replace(args, num_seeds=1, **no_eval))
+    runner = jax.jit(fns.init)(0)
+
+    def count(unroll):
+        with unrolled_scans(unroll) as lengths:
+            jax.clear_caches()  # else the scans' bodies traced before, unrolled or not, are reused
+            lowered = jax.jit(fns.train).lower(runner, jnp.arange(1))
+        return cost(lowered.compile()), {n for n in lengths if n > 1}  # the chunk's own scan: 1 update
+
+    (flops, matmul), lengths = count(1)
+    if max(lengths) <= max_unroll:
+        return count(True)[0]
+    if len(lengths) != 1:
+        raise ValueError(f"scans of several lengths {sorted(lengths)}: unroll them fully")
+    (n,), (flops2, matmul2) = lengths, count(2)[0]
+    return flops + (n - 1) * (flops2 - flops), matmul + (n - 1) * (matmul2 - matmul)
+
+
+def matmul_peak(size, repeats):
+    """GFLOP/s of the best of `repeats` float32 [size, size] @ [size, size] matmuls through JAX."""
+    import jax
+    import jax.numpy as jnp
+
+    a, b = jax.random.normal(jax.random.PRNGKey(0), (2, size, size), jnp.float32)
+    matmul = jax.jit(lambda a, b: jnp.dot(a, b, precision="highest")).lower(a, b).compile()
+    jax.block_until_ready(matmul(a, b))  # warm-up
+    return 2 * size**3 / time_steps(lambda _: matmul(a, b), None, repeats) / 1e9
 
 
 def time_training(module, args, num_seeds, updates, repeats):
@@ -121,12 +213,18 @@ def main():
     import jax  # here, not at the top: a typo in the options is reported before JAX loads
 
     print(f"devices: {jax.devices()}")
+    peak = matmul_peak(bench.peak_size, max(bench.repeats, 5))
+    print(
+        f"measured matmul peak: {peak:.1f} GFLOP/s (float32 {bench.peak_size}×{bench.peak_size}, best of {max(bench.repeats, 5)})"
+    )
     header = (
         "| script | seeds | variant | compile s | ms/update | updates/s | inner steps/s | all steps/s "
-        f"| vs A2C | raw env steps/s | inner / raw env | time vs {bench.num_seeds[0]} seed(s) |"
+        f"| vs A2C | raw env steps/s | inner / raw env | time vs {bench.num_seeds[0]} seed(s) "
+        "| GFLOP/update/seed | matmul share | GFLOP/s | of peak |"
     )
     print(header + "\n|" + "---|" * (header.count("|") - 1), flush=True)
     first_ms = {}  # (script, variant) -> ms/update at the first seed count: how cost scales with seeds
+    flops = {}  # (script, variant) -> (FLOPs, matmul FLOPs) of one update of one seed
     for name in bench.scripts:
         module = importlib.import_module(name)
         for num_seeds in bench.num_seeds:
@@ -142,11 +240,16 @@ def main():
                 r = time_training(module, args, num_seeds, bench.updates, bench.repeats)
                 a2c = a2c or r["update_ms"]
                 first = first_ms.setdefault((name, variant), r["update_ms"])
+                if (name, variant) not in flops:
+                    flops[name, variant] = update_flops(module, args)
+                total, matmul = flops[name, variant]
+                gflops_s = total * num_seeds / r["update_ms"] / 1e6
                 print(
                     f"| {name} | {num_seeds} | {variant} | {r['compile_s']:.1f} | {r['update_ms']:.1f} | "
                     f"{r['updates_per_s']:.1f} | {r['inner_sps']:,.0f} | {r['all_sps']:,.0f} | "
                     f"{r['update_ms'] / a2c:.2f}× | {raw:,.0f} | {r['inner_sps'] / raw:.2f} | "
-                    f"{r['update_ms'] / first:.2f}× |",
+                    f"{r['update_ms'] / first:.2f}× | {total / 1e9:.4f} | {matmul / total:.3f} | "
+                    f"{gflops_s:.2f} | {gflops_s / peak:.3f} |",
                     flush=True,
                 )
 

@@ -1,15 +1,60 @@
 """benchmark.py runs each script's own make_train and prints a table whose columns agree with
-each other: the figures of the README's Performance section come from it. Bad options stop it
-with one line before JAX is imported."""
+each other: the figures of docs/performance.md come from it. Its FLOP counts (XLA's cost analysis)
+agree with a count by hand from the layer shapes. Bad options stop it with one line before JAX is
+imported."""
 
 import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 from conftest import ROOT
 
+import benchmark
+import common_envs
 import mg_chain
+import mg_snake
+
+
+def snake_macs():
+    """Multiply-adds per observation of the Snake networks, by hand from the layer shapes: (conv1, torso
+    output size, actor, critic). Each 2×2 conv is a matmul over 2×2 patches at its 3 × 3 output positions."""
+    rows, cols, channels = common_envs.SNAKE_OBS_SHAPE
+    positions = (rows // 2) * (cols // 2)  # stride 2, then stride 1 with SAME padding: 3 × 3
+    conv1, conv2, torso = positions * 4 * channels * 32, positions * 4 * 32 * 32, positions * 32
+    actor = conv1 + conv2 + torso * 64 + 64 * 64 + 64 * common_envs.SNAKE_NUM_ACTIONS
+    head = torso * 128 + 128 * 128 + 128 * 1
+    return conv1, torso, actor, conv1 + conv2 + 2 * head
+
+
+def test_flop_counts_agree_with_the_layer_shapes():
+    conv1, torso, actor_macs, critic_macs = snake_macs()
+    batch = 16
+    obs = jnp.zeros((batch, *common_envs.SNAKE_OBS_SHAPE))
+    for network, macs in [(mg_snake.Actor(common_envs.SNAKE_NUM_ACTIONS), actor_macs), (mg_snake.Critic(), critic_macs)]:
+        params = network.init(jax.random.PRNGKey(0), obs[0])
+        flops, matmul = benchmark.cost(jax.jit(network.apply).lower(params, obs).compile())
+        assert matmul == 2 * batch * macs  # one forward pass: XLA's matmuls are exactly the layers'
+        # XLA counts the rest too (biases, ReLUs, some of them computed twice in two fusions): < 2% more.
+        assert matmul < flops < 1.02 * matmul
+
+    # One A2C update (one seed, scans unrolled), by hand: the rollout's T × B actor passes, the critic's
+    # values on (T + 1) × B observations, and the loss's forward and backward passes on T × B: the
+    # backward pass costs a forward pass for the weights' gradients and one for the inputs', less the
+    # layers whose input needs none (the first conv; the outer head's first layer reads stop_gradient).
+    num_envs, steps = 8, mg_snake.Args().num_steps
+    by_hand = (
+        2
+        * steps
+        * num_envs
+        * (actor_macs + (steps + 1) / steps * critic_macs + (3 * actor_macs - conv1) + (3 * critic_macs - conv1 - torso * 128))
+    )
+    flops, matmul = benchmark.update_flops(mg_snake, mg_snake.Args(meta_lr=0.0, num_envs=num_envs))
+    # XLA may do the smallest matmul (a 4-wide contraction of the actor's last layer) as elementwise work.
+    assert abs(matmul - by_hand) <= 2 * steps * num_envs * 64 * common_envs.SNAKE_NUM_ACTIONS
+    assert flops > by_hand
 
 
 def test_benchmark_table_is_consistent():
@@ -27,6 +72,8 @@ def test_benchmark_table_is_consistent():
             "2",
             "--repeats",
             "1",
+            "--peak-size",
+            "512",
         ],
         capture_output=True,
         text=True,
@@ -46,9 +93,15 @@ def test_benchmark_table_is_consistent():
         allowed = rounding(cell) + sum(rounding(c) for c in inputs) + 1e-9
         assert abs(number(cell) - value) <= allowed * max(abs(number(cell)), abs(value)), (cell, value)
 
+    (peak,) = [line.split()[3] for line in result.stdout.splitlines() if line.startswith("measured matmul peak:")]
     steps_per_batch = mg_chain.make_train(mg_chain.Args()).steps_per_batch
     for row, a2c in zip(rows, [rows[0]] * 3 + [rows[3]] * 3):
-        _, seeds, variant, compile_s, ms, updates_s, inner, all_steps, vs_a2c, raw, fraction, _ = row
+        _, seeds, variant, compile_s, ms, updates_s, inner, all_steps, vs_a2c, raw, fraction, _ = row[:12]
+        gflop, matmul_share, gflops, of_peak = row[12:]
+        # FLOPs of one seed's update, the same at every seed count; the seeds' updates are all counted.
+        assert gflop == rows[rows.index(row) % 3][12] and 0 < number(matmul_share) < 1
+        agrees(gflops, number(gflop) * int(seeds) / number(ms) * 1e3, gflop, ms)
+        agrees(of_peak, number(gflops) / number(peak), gflops, peak)
         assert number(compile_s) > 0
         agrees(updates_s, 1e3 / number(ms), ms)
         # One inner batch per seed per update; the meta-gradient variant also samples the outer batch.
@@ -74,6 +127,7 @@ def test_benchmark_table_is_consistent():
         (["--num-seeds"], "--num-seeds must be one or more seed counts >= 1, got none"),
         (["--updates", "0"], "--updates must be >= 1, got 0"),
         (["--repeats", "-1"], "--repeats must be >= 1, got -1"),
+        (["--peak-size", "0"], "--peak-size must be >= 1, got 0"),
     ],
 )
 def test_bad_options_exit_2_with_one_line_before_jax_is_imported(tmp_path, options, message):
