@@ -4,7 +4,6 @@ runs; a W&B that fails while training stops the tracking, not the run; without w
 without an API key online, --track is one line and exit 2. The runs are read back from W&B's own
 offline files (run-<id>.wandb)."""
 
-import csv
 import glob
 import json
 import math
@@ -16,7 +15,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, SUBPROCESS_ENV
+from conftest import ROOT, SUBPROCESS_ENV, metrics_rows, only_run
 
 import common_run
 
@@ -41,11 +40,6 @@ def wandb_env(tmp_path, mode="offline"):
 def run(script, *flags, env, timeout=600):
     command = [sys.executable, os.path.join(ROOT, script), *flags]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def only_run(runs_dir):
-    (run_dir,) = [p for p in runs_dir.iterdir() if p.is_dir()]
-    return run_dir
 
 
 def wandb_records(path):
@@ -91,11 +85,6 @@ def read_wandb(run_dir):
     return files
 
 
-def csv_rows(run_dir):
-    with open(os.path.join(run_dir, "metrics.csv")) as f:
-        return list(csv.DictReader(f))
-
-
 def assert_logged_as_in_csv(history, rows):
     """Each W&B history row holds its metrics.csv row: the same numbers (to the csv's 6 significant
     digits), none of its nan cells, nothing else, on W&B's step global_step."""
@@ -125,7 +114,7 @@ def test_two_seeds_are_two_runs_in_one_group_and_resume_continues_them(tmp_path)
     by_id = runs_by_id(before)
     assert len(before) == len(by_id) == 2  # one run per seed
     args = json.loads((run_dir / "args.json").read_text())
-    rows = csv_rows(run_dir)
+    rows = metrics_rows(run_dir, wall_clock=True)
     for seed in (0, 1):
         (found,) = by_id[common_run.wandb_run_id(str(run_dir), seed)]
         assert found["group"] == run_dir.name
@@ -141,7 +130,7 @@ def test_two_seeds_are_two_runs_in_one_group_and_resume_continues_them(tmp_path)
     after = read_wandb(run_dir)
     new = {path: found for path, found in after.items() if path not in before}
     assert set(runs_by_id(new)) == set(by_id) and len(new) == 2  # the same two runs, continued
-    rows = csv_rows(run_dir)
+    rows = metrics_rows(run_dir, wall_clock=True)
     assert len(rows) == 8
     for found in new.values():
         seed = found["config"]["seed"]
@@ -157,7 +146,7 @@ def test_snake_evaluations_step_on_the_step_of_the_policy_they_scored(tmp_path):
     result = run("mg_snake.py", *flags, env=wandb_env(tmp_path))
     assert result.returncode == 0, result.stderr
     run_dir = only_run(tmp_path / "runs")
-    rows = csv_rows(run_dir)
+    rows = metrics_rows(run_dir, wall_clock=True)
     evaluated = [r for r in rows if r["eval/global_step"] != "nan"]
     assert {r["eval/global_step"] for r in evaluated} == {str(50 * 40)}
     for found in read_wandb(run_dir).values():
