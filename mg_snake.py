@@ -239,10 +239,10 @@ def make_train(args: Args):
         return env_state, last_obs, Batch(traj=traj, last_obs=last_obs)
 
     def baseline_values(params, batch):
-        """(V_inner, V_outer) on s_0..s_T from the critic's two heads, under stop_gradient: the values
-        the advantages and bootstrap targets use."""
-        obs = jnp.concatenate([batch.traj.obs, batch.last_obs[None]])
-        return jax.lax.stop_gradient(critic.apply(params["critic"], obs))
+        """(V_inner, V_outer) on s_0..s_T from the critic's two heads, under stop_gradient: the values the advantages
+        and bootstrap targets use. s_T apart: on s_0..s_T−1 it is the inner loss's forward pass, which XLA does once."""
+        values = critic.apply(params["critic"], batch.traj.obs), critic.apply(params["critic"], batch.last_obs[None])
+        return jax.lax.stop_gradient(jax.tree.map(lambda a, b: jnp.concatenate([a, b]), *values))
 
     def policy_terms(params, obs, action):
         logits = actor.apply(params["actor"], obs)
