@@ -50,6 +50,8 @@ def pytest_collection_finish(session):
     every_file = {f for f in os.listdir(os.path.dirname(__file__)) if f.startswith("test_") and f.endswith(".py")}
     if {item.path.name for item in session.items} != every_file:
         return
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":  # pytest -n 2: the first worker warms up for both
+        return
     runs_dir = tempfile.mkdtemp(prefix="warm_up_")
     commands = [
         shlex.join(["nice", "-n", "19", sys.executable, os.path.join(ROOT, c[0]), *c[1:], "--runs-dir", runs_dir])

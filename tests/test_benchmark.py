@@ -41,7 +41,8 @@ def test_flop_counts_agree_with_the_layer_shapes():
         assert matmul < flops < 1.02 * matmul
 
     # One A2C update (one seed, scans unrolled), by hand: the rollout's T × B actor passes, the critic's
-    # values on (T + 1) × B observations, and the loss's forward and backward passes on T × B: the
+    # values on the B last observations s_T, and the loss's forward and backward passes on T × B (the
+    # critic's forward pass there gives the values on s_0..s_T-1 too: it is computed once): the
     # backward pass costs a forward pass for the weights' gradients and one for the inputs', less the
     # layers whose input needs none (the first conv; the outer head's first layer reads stop_gradient).
     num_envs, steps = 8, mg_snake.Args().num_steps
@@ -49,7 +50,7 @@ def test_flop_counts_agree_with_the_layer_shapes():
         2
         * steps
         * num_envs
-        * (actor_macs + (steps + 1) / steps * critic_macs + (3 * actor_macs - conv1) + (3 * critic_macs - conv1 - torso * 128))
+        * (actor_macs + critic_macs / steps + (3 * actor_macs - conv1) + (3 * critic_macs - conv1 - torso * 128))
     )
     flops, matmul = benchmark.update_flops(mg_snake, mg_snake.Args(meta_lr=0.0, num_envs=num_envs))
     # XLA may do the smallest matmul (a 4-wide contraction of the actor's last layer) as elementwise work.
