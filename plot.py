@@ -4,16 +4,17 @@
     python plot.py runs/                                      # every run below runs/: writes runs/figure.png
     python plot.py runs/snake_early_<time> --window 146 --mark-updates 438 584 1460 --out docs/snake.png
 
-Each path is a run directory or a folder searched for them at any depth (e.g. a SLURM job array's
-runs/array/<variant>_s<seed>/<run>/). The seeds of one variant (variant_name, from args.json) are pooled
-across runs into one curve, mean ± std over seeds, cut to the log points every seed reached. On Snake the
-reference implementation's curves (10 seeds, docs/data/reference_snake_curves.csv) are drawn dotted; they
-are means over 146-update epochs, as ours with `--window 146`. The README's tables beside the paper and
-the reference are experiments/reference_tables.py's.
+Each path is a run directory (metrics.csv, or docs/data/'s metrics.csv.gz) or a folder searched for them at any
+depth (e.g. a SLURM job array's runs/array/<variant>_s<seed>/<run>/). The seeds of one variant (variant_name,
+from args.json) are pooled across runs into one curve, mean ± std over seeds, cut to the log points every seed
+reached. On Snake the reference implementation's curves (10 seeds, docs/data/reference_snake_curves.csv) are
+drawn dotted; they are means over 146-update epochs, as ours with `--window 146`. The tables beside the paper
+and the reference are experiments/reference_tables.py's.
 """
 
 import dataclasses
 import functools
+import gzip
 import io
 import json
 import os
@@ -23,6 +24,7 @@ from collections import Counter
 from typing import Annotated, Literal
 
 import matplotlib
+import matplotlib.lines
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -33,7 +35,7 @@ matplotlib.use("Agg")  # no windows: the figure is only written (this works afte
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "docs", "data", "reference_snake_curves.csv")
 VARIANT_ORDER = ["A2C", "MG", "MG + outer critic", "BMG", "BMG + outer critic"]
 REFERENCE_VARIANTS = {"A2C": "A2C", "MG": "MG", "MG + outer critic": "MG+oc", "BMG": "BMG", "BMG + outer critic": "BMG+oc"}
-REFERENCE_METRICS = {"meta/gamma": "gamma", "meta/outer_advantage": "outer_advantage", "eval/episodic_return": "eval_return"}
+COLORS = {"MG": "tab:red", "MG + outer critic": "tab:blue", "BMG": "tab:orange", "BMG + outer critic": "tab:cyan"}  # A2C grey
 RUN_EXAMPLE = "runs/<env>__<exp_name>__<seed>__<time>"  # the folder a plain run of a script makes
 
 
@@ -45,8 +47,8 @@ class Args:
     """where the PNG is written; empty = figure.png in the one folder given, or in the folder holding all of them"""
     title: str = ""
     """figure title; empty = the environment"""
-    x: Literal["auto", "steps", "updates"] = "auto"
-    """x-axis: updates, or inner environment steps of one seed; auto = updates on Snake, steps on the chain"""
+    x: Literal["updates", "steps"] = "updates"
+    """x-axis: meta-updates (the paper's iterations), or inner environment steps of one seed"""
     window: int = 0
     """draw γ and the outer advantage as trailing means over this many updates (146: the reference's); 0 = as logged"""
     mark_updates: tuple[int, ...] = ()
@@ -82,7 +84,7 @@ def default_out(paths):
 
 # --- Finding and reading runs ---
 def find_runs(paths):
-    """Every run directory (one holding args.json or metrics.csv) given or found below the paths."""
+    """Every run directory (one holding args.json or metrics.csv[.gz]) given or found below the paths."""
     found = {}  # real path -> the path as given, so a run named twice counts once
     for path in paths:
         if not os.path.exists(path):
@@ -91,7 +93,7 @@ def find_runs(paths):
             fail(f"{path} is not a directory: give run directories or folders holding them")
         here = []
         for root, dirs, files in os.walk(path):
-            if "args.json" in files or "metrics.csv" in files:
+            if {"args.json", "metrics.csv", "metrics.csv.gz"} & set(files):
                 here.append(root)
                 dirs.clear()  # below a run are only its seed<N>/ TensorBoard folders
             dirs.sort()
@@ -107,7 +109,8 @@ def read_metrics(run_dir):
     per seed and log point, sorted by seed and global_step. A log point written twice (a run resumed from
     an older checkpoint) counts once, the last; a row still being written (no newline yet) is left out.
     ValueError: a value that is not a number."""
-    with open(os.path.join(run_dir, "metrics.csv")) as f:
+    path = os.path.join(run_dir, "metrics.csv")
+    with open(path) if os.path.exists(path) else gzip.open(path + ".gz", "rt") as f:  # docs/data/ holds .gz
         text = f.read()
     frame = pd.read_csv(io.StringIO(text[: text.rfind("\n") + 1])).apply(pd.to_numeric)
     frame = frame.drop_duplicates(["seed", "global_step"], keep="last")
@@ -128,7 +131,7 @@ def steps_per_batch(args):
 def load_run(run_dir):
     """(args, [per-seed {metric: array over log points}]), each seed with its "seed" id, its "update"
     and, with evaluations, "eval/update". ValueError: why the run cannot be plotted."""
-    if not os.path.exists(os.path.join(run_dir, "metrics.csv")):
+    if not {"metrics.csv", "metrics.csv.gz"} & set(os.listdir(run_dir)):
         raise ValueError("no metrics.csv (the run stopped before its first log point, e.g. while compiling)")
     try:
         with open(os.path.join(run_dir, "args.json")) as f:
@@ -270,27 +273,21 @@ def load_reference(path):
 
 
 def reference_curve(reference, name, metric):
-    """The reference's curve [update, mean, std, seeds] for our variant `name` and `metric`, or None.
-    The reference evaluated A2C greedily only, so A2C's evaluation curve is the greedy one."""
-    if not reference or name not in REFERENCE_VARIANTS or metric not in REFERENCE_METRICS:
+    """The reference's curve [update, mean, std, seeds] for our variant `name` and `metric`, or None. The
+    reference logged the outer advantage its meta-loss used: with V^γ′ with the outer critic, V^γ without;
+    it evaluated A2C greedily only."""
+    if not reference or name not in REFERENCE_VARIANTS:
         return None
-    variant, key = REFERENCE_VARIANTS[name], REFERENCE_METRICS[metric]
-    if (variant, key) not in reference and key == "eval_return":
-        key = "eval_return_greedy"
-    return reference.get((variant, key))
-
-
-def reference_label(reference, name, seeds):
-    greedy = (REFERENCE_VARIANTS[name], "eval_return") not in reference
-    return f"{name} (reference, {seeds} seeds{'; its evaluation greedy' if greedy else ''})"
+    used = "meta/outer_advantage_" + ("outer_critic" if "outer critic" in name else "inner_critic")
+    keys = {"meta/gamma": "gamma", "meta/outer_advantage": "outer_advantage", used: "outer_advantage"}
+    keys |= {"eval/episodic_return": "eval_return", "eval/episodic_return_greedy": "eval_return_greedy"}
+    return reference.get((REFERENCE_VARIANTS[name], keys.get(metric)))
 
 
 # --- The figure ---
 def style(name):
-    """As the paper: the biased methods red, the outer-critic methods blue; BMG dashed."""
-    if name.startswith("A2C"):
-        return {"color": "0.45"}
-    return {"color": "tab:blue" if "outer critic" in name else "tab:red", "linestyle": "--" if name.startswith("BMG") else "-"}
+    """A colour per variant: the biased methods warm, the outer-critic ones cool, as the paper's; BMG dashed."""
+    return {"color": COLORS.get(name.split(",")[0], "0.45"), "linestyle": "--" if name.startswith("BMG") else "-"}
 
 
 def has(variants, metric):
@@ -306,7 +303,6 @@ def panels(env, variants, window):
         m = args["mapping_seed"]
         ret = "eval/expected_return" if has(variants, "eval/expected_return") else "charts/episodic_return"
         names.append((ret, "exact expected return" if ret == "eval/expected_return" else "training-episode return"))
-        # The chain's Figure 5 quantity is the advantage at the decision state.
         names += [
             ("meta/outer_advantage_s0", "outer-loss advantage at s0 (Figure 5)" + mean),
             (f"policy/p_chain{m}", f"π(paying chain {m} | s0)"),
@@ -315,26 +311,28 @@ def panels(env, variants, window):
         if any(a.get("normalize_advantage") for a, _ in variants.values()):  # Figure 6: centred by construction
             names.append(("meta/outer_advantage", "normalised outer advantage, batch mean" + mean))
     else:
-        if has(variants, "eval/episodic_return"):
-            names.append(("eval/episodic_return", "evaluation return (512 games, sampled actions)"))
         names += [
-            ("meta/outer_advantage", "outer-loss advantage, batch mean (Figure 5)" + mean),
+            ("eval/episodic_return", "evaluation return (512 games, sampled actions)"),
+            ("eval/episodic_return_greedy", "evaluation return (512 games, greedy)"),
+            ("meta/outer_advantage_inner_critic", "outer-loss advantage with V^γ (inner head)" + mean),
+            ("meta/outer_advantage_outer_critic", "outer-loss advantage with V^γ′ (outer head)" + mean),
             ("charts/episodic_return", "training-episode return"),
         ]
-    return names
+    return [(metric, title) for metric, title in names if has(variants, metric)]
 
 
 def plot(variants, env, options, reference):
-    in_updates = options.x == "updates" or (options.x == "auto" and env == "snake")
+    in_updates = options.x == "updates"
     metric_panels = panels(env, variants, options.window)
-    cols = 3
-    rows = -(-(len(metric_panels) + 1) // cols)  # and a panel for the legend
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    rows, cols = -(-len(metric_panels) // 3), 3
+    spare = len(metric_panels) < rows * cols  # the legend goes into a spare panel, else below the panels
+    below = 0 if spare else 0.2 + 0.22 * -(-(len(variants) + 1) // 3)  # inches for the legend's rows below the panels
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows + below), squeeze=False)
     axes = axes.ravel()
     for ax in axes[len(metric_panels) :]:
         ax.axis("off")
     horizon = max(s["update"][-1] for _, seeds in variants.values() for s in seeds)  # the reference stops here
-    legend = {}  # label -> line, variant by variant: ours, then the reference's
+    legend = {}  # label -> line: one per variant (its colour), then one for all of the reference's curves
     for name, (args, seeds) in variants.items():
         scale = 1 if in_updates else steps_per_batch(args)
         for ax, (metric, _) in zip(axes, metric_panels):
@@ -351,22 +349,24 @@ def plot(variants, env, options, reference):
             if found is not None:
                 ref_updates, ref_mean, _, ref_seeds = found
                 shown = ref_updates <= horizon
-                dots = (0, (1, 3)) if name.startswith("BMG") else (0, (1, 1.5))  # dotted; BMG's sparser, as it is dashed
-                (line,) = ax.plot(
-                    ref_updates[shown] * scale, ref_mean[shown], color=style(name)["color"], linestyle=dots, linewidth=1.2
-                )
-                legend.setdefault(reference_label(reference, name, int(ref_seeds[0])), line)
+                ax.plot(ref_updates[shown] * scale, ref_mean[shown], color=line.get_color(), linestyle=":", linewidth=1.2)
+                label = f"dotted: the reference implementation ({int(ref_seeds[0])} seeds)"
+                legend.setdefault(label, matplotlib.lines.Line2D([], [], color="k", linestyle=":", linewidth=1.2))
     first_scale = 1 if in_updates else steps_per_batch(next(iter(variants.values()))[0])
     for ax, (_, title) in zip(axes, metric_panels):
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("updates (the paper's iterations)" if in_updates else "inner environment steps (one seed)")
+        ax.set_xlabel("meta-updates (the paper's iterations)" if in_updates else "inner environment steps (one seed)")
         for update in options.mark_updates:
             ax.axvline(update * first_scale, color="0.5", linestyle=(0, (1, 3)), linewidth=0.8)
-    # The legend, in the first empty panel: ours, then the reference's, variant by variant.
-    axes[len(metric_panels)].legend(legend.values(), legend.keys(), loc="center", fontsize=7.5, frameon=False)
-    env_name = "Discounting Chain" if env == "chain" else "Snake 6×6"
-    fig.suptitle(options.title or f"{env_name}: mean ± std over seeds")
-    fig.tight_layout()
+            where = dict(xy=(update * first_scale, 0.98), xycoords=("data", "axes fraction"))
+            ax.annotate(f"{update:,}", **where, rotation=90, va="top", ha="right", fontsize=7)
+    legend = dict(sorted(legend.items(), key=lambda item: item[0].startswith("dotted")))  # the reference's last
+    if spare:
+        axes[len(metric_panels)].legend(legend.values(), legend.keys(), loc="center", fontsize=8, frameon=False)
+    else:
+        fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(3, len(legend)), fontsize=8, frameon=False)
+    fig.suptitle(options.title or f"{'Discounting Chain' if env == 'chain' else 'Snake 6×6'}: mean ± std over seeds")
+    fig.tight_layout(rect=(0, below / fig.get_figheight(), 1, 1))
     os.makedirs(os.path.dirname(options.out) or ".", exist_ok=True)
     replaced = os.path.exists(options.out)
     fig.savefig(options.out, dpi=110)

@@ -235,13 +235,14 @@ def ours_at(seeds, quantity, update):
 
 def reference_at(reference, name, metric, update, fmt):
     found = plot.reference_curve(reference, name, metric)
+    greedy = ""
+    if found is None and metric == "eval/episodic_return":  # the reference evaluated A2C greedily only
+        found = plot.reference_curve(reference, name, metric + "_greedy")
+        greedy = ", greedy"
     if found is None:
         return "—"
     updates, mean, std, seeds = found
     i = int(np.argmin(np.abs(updates - update)))
-    greedy = (
-        ", greedy" if metric.startswith("eval/") and (plot.REFERENCE_VARIANTS[name], "eval_return") not in reference else ""
-    )
     at = f", at {updates[i]:,.0f}" if updates[i] != update else ""
     return f"{mean[i]:{fmt}} ± {std[i]:{fmt}} ({int(seeds[i])} seeds{greedy}{at})"
 

@@ -108,10 +108,17 @@ def test_evaluation_return_is_drawn_at_its_updates_and_in_the_table(tmp_path):
         ]
     assert list(reference.get_xdata()) == [int(r["update"]) for r in rows] == [3, 146, 292, 438]
     assert list(reference.get_ydata()) == [float(r["mean"]) for r in rows]
+    # The reference logged the advantage its outer loss used: with the outer critic, V^γ′'s (the outer head's panel).
+    with open(REFERENCE_CSV) as f:
+        used = [r for r in csv.DictReader(f) if (r["variant"], r["metric"]) == ("MG+oc", "outer_advantage")]
+    outer_head = panels["outer-loss advantage with V^γ′ (outer head)"].get_lines()
+    inner_head = panels["outer-loss advantage with V^γ (inner head)"].get_lines()
+    assert list(outer_head[1].get_xdata()) == [int(r["update"]) for r in used if int(r["update"]) <= 460] == [146, 292, 438]
+    assert len(outer_head) == 3 and len(inner_head) == 2  # ours (and the reference's), then the mark at 438
     (legend,) = figure.legends + [ax.get_legend() for ax in figure.axes if ax.get_legend()]
     assert [t.get_text() for t in legend.get_texts()] == [
         "MG + outer critic (2 seeds)",
-        "MG + outer critic (reference, 10 seeds)",
+        "dotted: the reference implementation (10 seeds)",
     ]
     table = plot.table(variants, "snake", 0)
     header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
@@ -126,7 +133,7 @@ def test_chain_draws_the_exact_expected_return(tmp_path):
     variants = plot.group_runs([(run_dir, *plot.load_run(run_dir))])
     figure = plot.plot(variants, "chain", plot.Args(runs=(str(run_dir),), out=str(tmp_path / "f.png")), None)
     panel = next(ax for ax in figure.axes if ax.get_title() == "exact expected return")
-    assert list(panel.get_lines()[0].get_xdata()) == [10 * 12800, 20 * 12800, 30 * 12800, 40 * 12800]  # x: inner steps
+    assert list(panel.get_lines()[0].get_xdata()) == [10, 20, 30, 40]  # x: meta-updates
     assert list(panel.get_lines()[0].get_ydata()) == pytest.approx([1.01, 1.02, 1.03, 1.04])
     assert "| MG | 1 | 40 | 0.9500 ± 0.0000 | 1.040 ± 0.000 |" in plot.table(variants, "chain", 0)
 
