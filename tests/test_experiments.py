@@ -487,3 +487,52 @@ def difference_text(base):
         f"{base + 0.02:.3f} ± 0.008",
         f"{1 - t / math.sqrt(2 + t * t):.3g}",
     ]
+
+
+# ------------------------------------------------------------------------------------------------
+# experiments/gamma_return_scatter.py: each seed's final γ and return, and the reference's seeds
+# ------------------------------------------------------------------------------------------------
+def run_scatter(*arguments):
+    command = [sys.executable, os.path.join(ROOT, "experiments", "gamma_return_scatter.py"), *map(str, arguments)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_scatter_reads_each_seeds_last_evaluation_and_first_maximum(tmp_path):
+    # Evaluation at update u (every 150): u / 100 + seed + bonus. Seed 0 reaches 34 at 3,450, seed 1 (35 at 3,300)
+    # at 3,300, seed 2 never; the last evaluation is at 3,450.
+    offsets = {"meta/gamma": [0.0, 0.01, -0.01]}  # γ ranks the seeds as their returns do
+    write_snake_run(
+        tmp_path, "mg_snake_oc", outer_critic=True, seeds=(0, 1, 2), updates=3500, eval_bonus=[0, 1, -40], offsets=offsets
+    )
+    result = run_scatter(tmp_path, "--out", tmp_path / "s.png", "--reference", "none")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "s.png").exists()
+    # γ: the mean over the 146 updates (3354, 3500]: 6 of the log point at 3,360 (logged every 20), all of 3,380..3,500.
+    mean_update = (6 * 3360 + 20 * sum(range(3380, 3501, 20))) / 146
+    gammas = [f"{gamma_at(mean_update, True) + offset:.3f}" for offset in offsets["meta/gamma"]]
+    seeds = markdown_rows(result.stdout, "MG + outer critic")[-3:]
+    assert [row[1:] for row in seeds] == [
+        ["0", gammas[0], "34.50", "3,450"],
+        ["1", gammas[1], "36.50", "3,300"],
+        ["2", gammas[2], "-3.50", "never"],
+    ]
+    (summary,) = [row for row in markdown_rows(result.stdout, "MG + outer critic") if len(row) == 8]
+    assert summary[5:] == ["+1.00 (p 0.33)", "2/3", "3,300–3,450 (median 3,375)"]  # Kendall's exact p: 2 of 3! orders
+    assert run_scatter(tmp_path / "nothing").returncode == 2
+
+
+def test_the_reference_seeds_average_to_the_reference_curves_last_epoch():
+    """docs/data/reference_snake_seeds.csv (each seed's last row in the reference's snake/data/) against
+    reference_snake_curves.csv (the same files averaged over seeds at each epoch): two extractions agree."""
+    with open(REFERENCE_CSV) as f:
+        curves = {(r["variant"], r["metric"], int(r["update"])): r for r in csv.DictReader(f)}
+    with open(os.path.join(ROOT, "docs", "data", "reference_snake_seeds.csv")) as f:
+        seeds = list(csv.DictReader(f))
+    for variant in ("MG", "MG+oc", "BMG", "BMG+oc"):
+        rows = [r for r in seeds if r["variant"] == variant]
+        assert len(rows) == 10 and {r["last_gamma_step"] for r in rows} == {"29346.0"}
+        for column, metric, update in (("last_gamma", "gamma", 29346), ("last_return", "eval_return", 29200)):
+            values = np.array([float(r[column]) for r in rows])
+            curve = curves[(variant, metric, update)]
+            assert values.mean() == pytest.approx(float(curve["mean"]), abs=5e-6)  # the curves: 5 decimals
+            assert values.std() == pytest.approx(float(curve["std"]), abs=5e-6)
