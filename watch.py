@@ -1,7 +1,7 @@
 """Watch trained Snake agents play: side-by-side panels in one GIF, every panel on the same boards.
 
     python watch.py runs/<MG run> runs/<MG + outer critic run>                # runs/watch.gif
-    python watch.py RUN_A RUN_B --greedy --games 3 --board-index 10 --out docs/snake_watch.gif
+    python watch.py RUN_A RUN_B --seed 2 --games 20 --out docs/snake_watch.gif
     python watch.py RUN RUN --seed 0 1                                          # two seeds of one run
 
 Each RUN_DIR is a Snake run (mg_snake.py or bmg_snake.py). Its policy θ is read from the run's
