@@ -18,7 +18,8 @@ stdout, and with --out in that file too):
   outer-loss advantage with each head (γ and the advantages as means over --window updates, by default
   the reference's 146 on Snake), mean ± std beside the reference's; each seed's values; and for each
   method with and without the outer critic, the same seed's difference in γ and in the returns, their
-  mean ± std and the paired t-test's p, at a log point both have.
+  mean ± std and the paired t-test's p, at a log point both have; beside the reference's γ and evaluation return,
+  how far ours is from it in standard errors of the difference (Welch).
 """
 
 import dataclasses
@@ -173,7 +174,10 @@ def at_updates_table(variants, env, updates, window, reference, groups):
             for reference_metric, (_, ours) in groups.items():
                 cells += [ours_at(seeds, q, update) for q in ours]
                 if reference:
-                    cells.append(reference_at(reference, name, reference_metric, update, ours[0].fmt))
+                    found = seed_values_at(seeds, ours[0], update)  # the distance for γ and the return (not the heads)
+                    found = found if reference_metric != "meta/outer_advantage" else None
+                    values = np.array([v for _, v in found[1]]) if found else np.array([])
+                    cells.append(reference_at(reference, name, reference_metric, update, ours[0].fmt, values))
             rows.append(cells)
     return markdown(labels, rows, note + ".")
 
@@ -233,7 +237,9 @@ def ours_at(seeds, quantity, update):
     return text if text == "—" else text + at_note(at, update)
 
 
-def reference_at(reference, name, metric, update, fmt):
+def reference_at(reference, name, metric, update, fmt, ours=()):
+    """The reference's mean ± std (its CSV's, ddof 0) at the update, and how far our seeds' mean `ours` is from
+    it in standard errors of the difference (Welch's: each side's sample variance over its seeds)."""
     found = plot.reference_curve(reference, name, metric)
     greedy = ""
     if found is None and metric == "eval/episodic_return":  # the reference evaluated A2C greedily only
@@ -244,7 +250,9 @@ def reference_at(reference, name, metric, update, fmt):
     updates, mean, std, seeds = found
     i = int(np.argmin(np.abs(updates - update)))
     at = f", at {updates[i]:,.0f}" if updates[i] != update else ""
-    return f"{mean[i]:{fmt}} ± {std[i]:{fmt}} ({int(seeds[i])} seeds{greedy}{at})"
+    se = math.sqrt(np.var(ours, ddof=1) / len(ours) + std[i] ** 2 / (seeds[i] - 1)) if len(ours) > 1 else 0.0
+    distance = f"; ours {(np.mean(ours) - mean[i]) / se:+.1f} s.e." if se > 0 and not greedy else ""
+    return f"{mean[i]:{fmt}} ± {std[i]:{fmt}} ({int(seeds[i])} seeds{greedy}{at}){distance}"
 
 
 # ---------------------------------------------------------------------------------------------

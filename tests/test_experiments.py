@@ -261,6 +261,11 @@ def test_at_updates_table_gives_ours_beside_the_reference_rows(tmp_path):
         reference = {(r["variant"], r["metric"], int(r["update"])): r for r in csv.DictReader(f)}
     rows = {(r[0], int(r[1].replace(",", ""))): r for r in markdown_rows(result.stdout, "") if r[1][:1].isdigit()}
     assert rows[("MG (2 seeds)", 438)][3].startswith("0.826 ± 0.005 (10 seeds)")  # the CSV's 0.82588 ± 0.00497
+    # Welch's distance: our two seeds' γ are equal (no variance), the reference's sample variance is std² · 10 / 9.
+    ours_gamma = np.mean([gamma_at(math.ceil(u / 20) * 20, False) for u in range(420 - 145, 421)])
+    ref = reference[("MG", "gamma", 438)]
+    distance = (ours_gamma - float(ref["mean"])) / (float(ref["std"]) / 3)
+    assert rows[("MG (2 seeds)", 438)][3].endswith(f"; ours {distance:+.1f} s.e.")
     for name, ours, outer_critic in [("A2C", "A2C", False), ("MG", "MG", False), ("BMG+oc", "BMG + outer critic", True)]:
         for update in (438, 584, 1460):
             _, _, gamma, gamma_ref, eval_ours, _, eval_ref = rows[(f"{ours} (2 seeds)", update)][:7]
