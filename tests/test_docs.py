@@ -100,17 +100,6 @@ def test_every_docs_page_is_linked_from_the_readme_and_links_back():
         assert readme in linked_files(page), f"{name} does not link back to README.md"
 
 
-def test_the_readme_is_short_and_links_the_paper_and_the_reference_code():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        text = f.read()
-    assert text.count("\n") <= 250, "README.md is over 250 lines: move the detail to docs/"
-    assert len(text.split()) <= 3000, "README.md is over 3,000 words: move the detail to docs/"
-    assert "https://arxiv.org/abs/2211.10550" in text
-    assert "https://github.com/instadeepai/outer-value-function-meta-rl" in text
-    for name in ("LICENSE", "CITATION.cff"):
-        assert os.path.isfile(os.path.join(ROOT, name)), f"{name} is missing"
-
-
 def test_the_checker_finds_a_broken_file_and_a_broken_anchor(tmp_path):
     (tmp_path / "other.md").write_text(
         "# Other page\n\n## Results: Snake 6×6 (`--outer-critic`)\n\n## Results\n\n## Results\n"

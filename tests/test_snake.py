@@ -260,15 +260,13 @@ def test_meta_lr_zero_keeps_gamma_exactly():
 @pytest.mark.parametrize("module", [mg_snake, bmg_snake])
 def test_first_meta_step_is_small_for_a_tiny_meta_gradient(module):
     # With eps_root = 1e-8 inside the square root, a meta-gradient of 1e-6 moves η by about
-    # lr · 1e-6 / sqrt(1e-12 + 1e-8) ≈ 0.01 lr; Adam's defaults would take a full step (≈ lr).
+    # lr · 1e-6 / sqrt(1e-12 + 1e-8) ≈ 0.01 lr (Adam's defaults would take a full step, ≈ lr).
     args = module.Args()
     meta_optimizer = module.make_train(args).meta_optimizer
     eta = jnp.float32(0.0)
     step, _ = meta_optimizer.update(jnp.float32(1e-6), meta_optimizer.init(eta))
     expected = -args.meta_lr * 1e-6 / np.sqrt(1e-12 + 1e-8)
     assert float(step) == pytest.approx(expected, rel=1e-3)
-    default_step, _ = optax.adam(args.meta_lr).update(jnp.float32(1e-6), optax.adam(args.meta_lr).init(eta))
-    assert float(default_step) == pytest.approx(-args.meta_lr, rel=2e-2)
 
 
 def test_initialisation_is_haikus_default():
