@@ -265,9 +265,10 @@ class Run:
             where = f"at update {int(chunk[update_index])} of seed {self.seeds[seed_index]}"
             raise NonFinite(f"non-finite meta-gradient, γ or parameters {where}; the log before it is in {self.dir}")
 
-    def log(self, updates_done, rows):
-        """One log point: each seed's row (with the speed and every environment step taken) to metrics.csv,
-        TensorBoard and W&B, and the progress line."""
+    def log(self, updates_done, metrics, last_value_metrics, eval_metrics=()):
+        """One log point from a chunk's metrics: each seed's row (`summarize`, with the speed and every environment
+        step taken) to metrics.csv, TensorBoard and W&B, and the progress line."""
+        rows = [summarize(metrics, i, self.steps_per_batch, last_value_metrics, eval_metrics) for i in self.indices]
         global_step = updates_done * self.steps_per_batch  # inner-batch steps of one seed (the paper's x-axis)
         elapsed = time.time() - self.start_time
         sps = (updates_done - self.start_updates) * self.steps_per_batch / elapsed

@@ -415,8 +415,7 @@ def main():
             metrics = jax.device_get(metrics)
             run.check_finite(metrics["finite"], chunk)
             updates_done += len(chunk)
-            rows = [common_run.summarize(metrics, i, run.steps_per_batch, LAST_VALUE_METRICS) for i in run.indices]
-            run.log(updates_done, rows)
+            run.log(updates_done, metrics, LAST_VALUE_METRICS)
             if run.checkpoint_due():
                 run.write_checkpoint(updates_done, runner)
         run.finish(updates_done, runner, {"params": runner.params, "meta_params": runner.meta_params})
