@@ -80,11 +80,14 @@ def test_ablation_plots_exactly_its_own_runs_and_leaves_docs_alone(tmp_path):
     assert result.returncode == 0, result.stderr
     out = calls[1][calls[1].index("--runs-dir") + 1].removesuffix("/chain")
     assert re.fullmatch(r"runs/ablation_\d{8}-\d{6}", out)
-    runs_dirs = [call[call.index("--runs-dir") + 1] for call in calls[1:9]]
-    assert runs_dirs == [f"{out}/chain"] * 4 + [f"{out}/snake"] * 4
-    assert calls[9:] == [
+    runs_dirs = [call[call.index("--runs-dir") + 1] for call in calls[1:7]]
+    assert runs_dirs == [f"{out}/chain"] * 4 + [f"{out}/snake"] * 2
+    assert [call[0] for call in calls[1:7]] == ["mg_chain.py"] * 2 + ["bmg_chain.py"] * 2 + ["mg_snake.py"] * 2
+    assert all("--normalize-advantage" in call for call in calls[1:7])
+    snake_plot = ["plot.py", f"{out}/snake", "--out", f"{out}/snake_normalized.png", "--window", "146", "--mark-updates"]
+    assert calls[7:] == [
         ["plot.py", f"{out}/chain", "--out", f"{out}/chain_normalized.png"],
-        ["plot.py", f"{out}/snake", "--out", f"{out}/snake_normalized.png"],
+        [*snake_plot, "146", "292", "438", "1460"],
     ]
     assert not any("docs" in " ".join(call) for call in calls)
 
