@@ -80,8 +80,7 @@ def load_run(run_dir):
     if args.get("meta_lr", 0.1) == 0:
         return "A2C (--meta-lr 0): no meta-gradient"
     mapping = int(args.get("mapping_seed", 3))
-    metrics_path = os.path.join(run_dir, "metrics.csv")
-    if not os.path.isfile(metrics_path):
+    if not {"metrics.csv", "metrics.csv.gz"} & set(os.listdir(run_dir)):  # docs/data/ holds .gz
         return "no log point yet (no metrics.csv)"
     needed = ["meta/gamma", "policy/p_chain0", f"policy/p_chain{mapping}", *AGREEMENT.values()]
     frame = plot.read_metrics(run_dir)

@@ -3,6 +3,7 @@ folders (args.json + metrics.csv, as mg_chain.py writes them) with known sign ag
 table's numbers computed by hand, the figure is drawn without JAX, bad input is one line and exit 2,
 and the shell script runs (and continues) the 24 runs it says, through a stand-in `python`."""
 
+import gzip
 import json
 import os
 import shutil
@@ -156,6 +157,16 @@ def test_the_table_equals_the_hand_computation(tmp_path):
     row = meta_grad_bias.summarize(run, last_updates=1000, threshold=0.25)
     np.testing.assert_equal(row["lean"], [300, 50])
     np.testing.assert_allclose(row["wrong_after_inner_head"], [1 - (14 * 0.2 + 20 * 0.6) / 34, 1 - (19 * 0.4 + 20 * 0.8) / 39])
+
+
+def test_a_gzipped_metrics_csv_as_in_docs_data_reads_the_same(tmp_path):
+    plain = hand_run(tmp_path / "plain")
+    packed = hand_run(tmp_path / "packed")
+    with open(packed / "metrics.csv", "rb") as f, gzip.open(packed / "metrics.csv.gz", "wb") as g:
+        shutil.copyfileobj(f, g)
+    os.remove(packed / "metrics.csv")
+    rows = [meta_grad_bias.summarize(meta_grad_bias.load_run(str(run)), 1000, 0.5) for run in (plain, packed)]
+    assert meta_grad_bias.table(rows[:1], 1000, 0.5) == meta_grad_bias.table(rows[1:], 1000, 0.5)
 
 
 def test_chunks_are_weighted_by_their_updates_and_a_short_run_uses_all_of_it(tmp_path):
