@@ -1,5 +1,5 @@
 """The bias of the meta-gradient, measured along training: how often each critic head's meta-gradient
-has the sign of the exact one (issue 23).
+has the sign of the exact one.
 
     python experiments/meta_grad_bias.py runs/meta_grad_bias_<time>                  # figure + table
     python experiments/meta_grad_bias.py runs/meta_grad_bias_<time> --window 20 --out bias.png

@@ -1,4 +1,4 @@
-"""experiments/bias_map.py and bias_map.sh (issue 18): the vmapped γ0 × seed grid equals separate
+"""experiments/bias_map.py and bias_map.sh: the vmapped γ0 × seed grid equals separate
 runs of the script, a `train` that depends on γ0 is refused, the myopic-side threshold and the
 expected bias at s0 follow the chain's true values, the figure is drawn from the CSV alone (no
 JAX), bad input is one line and exit 2, and the shell script runs the commands it says."""

@@ -1,4 +1,4 @@
-"""experiments/meta_grad_bias.py and meta_grad_bias.sh (issue 23), without training: synthetic run
+"""experiments/meta_grad_bias.py and meta_grad_bias.sh, without training: synthetic run
 folders (args.json + metrics.csv, as mg_chain.py writes them) with known sign agreements give the
 table's numbers computed by hand, the figure is drawn without JAX, bad input is one line and exit 2,
 and the shell script runs (and continues) the 24 runs it says, through a stand-in `python`."""

@@ -1,4 +1,4 @@
-"""experiments/slurm/ (issue 37) on a real single-node SLURM cluster started on localhost: an array of
+"""experiments/slurm/ on a real single-node SLURM cluster started on localhost: an array of
 two tasks whose runs are cut by their --time-limit-s (and one by SLURM's USR1 as well), requeued and
 resumed until finished, gives each task the metrics.csv of an uninterrupted run of the same seeds,
 bit for bit. Skipped where SLURM is not installed (CI installs slurm-wlm and munge in .ci/run). And
