@@ -10,9 +10,15 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
-PAGES = sorted(
+DATA = os.path.join(DOCS, "data")
+PAGES = sorted(  # the folders below docs/data/ hold runs and the tables the experiments write beside them: not pages
     [os.path.join(ROOT, "README.md")]
-    + [os.path.join(dirpath, name) for dirpath, _, names in os.walk(DOCS) for name in names if name.endswith(".md")]
+    + [
+        os.path.join(dirpath, name)
+        for dirpath, _, names in os.walk(DOCS)
+        for name in names
+        if name.endswith(".md") and not dirpath.startswith(DATA + os.sep)
+    ]
 )
 
 INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
