@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bias of the meta-gradient, measured along training (issue 23): MG, MG + outer critic, BMG and BMG +
+# The bias of the meta-gradient, measured along training: MG, MG + outer critic, BMG and BMG +
 # outer critic, with the oracle values (the paper's setting) and with the learned critic (--no-true-value),
 # on the chains whose better reward is 30 (the paper's, --mapping-seed 3), 10 and 100 steps away
 # (--mapping-seed 2 and 4): 24 runs, every one with --measure-bias, into runs/meta_grad_bias_<time>/;
