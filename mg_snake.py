@@ -7,7 +7,7 @@ Value Function" (https://arxiv.org/abs/2211.10550, Section 5.2, Figure 3). MG: X
 One meta-update (`update`, paper Figure 1): 1. an inner A2C step θ → θ′(η) on a batch sampled by θ, with
 the discount γ = sigmoid(η); 2. an outer batch sampled by θ′; 3. the meta-loss at θ′ (`meta_loss_grad`):
 MG's is the outer loss, an A2C loss with γ′ = 1; BMG's is KL(π_θ̃ ‖ π_θ′) to a target θ̃ one outer-loss
-step ahead; 4. the meta-gradient ∂L_meta(θ′(η))/∂η, through the inner step; 5. an Adam step on η. The
+step ahead, on a third batch sampled by θ̃ (as the reference); 4. the meta-gradient ∂L_meta(θ′(η))/∂η, through the inner step; 5. an Adam step on η. The
 outer loss's advantage needs V^{π,γ′}: without --outer-critic it uses the critic trained with γ (V^{π,γ},
 biased: γ stays low); with it a second head trained with γ′ (the fix, one line in `outer_loss`).
 
@@ -309,11 +309,12 @@ def make_train(args: Args):
             "meta/outer_advantage_outer_critic": jnp.mean(outer_critic_advantage),
         }
 
-    def meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values):
-        """MG (paper eq. 4): the meta-loss is the outer loss at θ′; returns ∇θ′ of it. target_opt_state
-        is BMG's (MG has none): passed through, so that `update` is the same in MG and BMG."""
+    def meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values, envs, key):
+        """MG (paper eq. 4): the meta-loss is the outer loss at θ′; returns ∇θ′ of it. BMG's target optimiser
+        state and the environments (state, obs) of its matching batch pass through untouched, and the key goes
+        unused: MG has neither, and so `update` is the same in MG and BMG."""
         (loss, metrics), grads = jax.value_and_grad(outer_loss, has_aux=True)(new_params, outer_batch, outer_values)
-        return grads, target_opt_state, metrics | {"losses/meta_loss": loss}
+        return grads, target_opt_state, envs, [], metrics | {"losses/meta_loss": loss}
 
     def evaluate(actor_params, updates_done):
         """The reference's evaluation (common_envs.snake_evaluator) of the policy θ_actor."""
@@ -339,7 +340,7 @@ def make_train(args: Args):
 
     def update(runner: RunnerState, update_index):
         """One meta-update, in the paper's five phases (module docstring)."""
-        key_inner, key_outer = jax.random.split(jax.random.fold_in(runner.key, update_index))
+        key_inner, key_outer, key_matching = jax.random.split(jax.random.fold_in(runner.key, update_index), 3)
         # 1. INNER STEP θ → θ′(η), on a batch sampled by θ
         env_state, obs, inner_batch = rollout(runner.params, runner.env_state, runner.obs, key_inner)
         inner_values = baseline_values(runner.params, inner_batch)
@@ -349,9 +350,9 @@ def make_train(args: Args):
         # 2. OUTER BATCH, sampled by θ′
         env_state, obs, outer_batch = rollout(new_params, env_state, obs, key_outer)
         outer_values = baseline_values(new_params, outer_batch)
-        # 3. META-LOSS at θ′ and its gradient in θ′
-        cotangent, target_opt_state, meta_metrics = meta_loss_grad(
-            new_params, runner.target_opt_state, outer_batch, outer_values
+        # 3. META-LOSS at θ′ and its gradient in θ′ (BMG's on a batch of its own: the environments go on there)
+        cotangent, target_opt_state, (env_state, obs), meta_batches, meta_metrics = meta_loss_grad(
+            new_params, runner.target_opt_state, outer_batch, outer_values, (env_state, obs), key_matching
         )
         # 4. META-GRADIENT ∂L_meta/∂η, through θ′(η)
         meta_grad = meta_vjp(cotangent)
@@ -360,7 +361,7 @@ def make_train(args: Args):
         meta_params = optax.apply_updates(runner.meta_params, meta_updates)
         runner = runner._replace(params=new_params, opt_state=new_opt_state, env_state=env_state, obs=obs)
         runner = runner._replace(meta_params=meta_params, meta_opt_state=meta_opt_state, target_opt_state=target_opt_state)
-        return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, [inner_batch, outer_batch], update_index)
+        return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, [inner_batch, outer_batch, *meta_batches], update_index)
 
     def a2c_update(runner: RunnerState, update_index):
         """--meta-lr 0: the inner step alone (γ fixed, no outer batch, no meta-gradient), the baseline."""
@@ -383,7 +384,8 @@ def make_train(args: Args):
     parts = (init, train, rollout, baseline_values, inner_loss, inner_update, inner_update_and_vjp, outer_loss)
     parts += (meta_loss_grad, evaluate)
     steps_per_batch = args.num_steps * args.num_envs
-    return SimpleNamespace(**{f.__name__: f for f in parts}, meta_optimizer=meta_optimizer, steps_per_batch=steps_per_batch)
+    batches_per_update = 1 if args.meta_lr == 0 else 2  # A2C: the inner batch; MG: inner and outer
+    return SimpleNamespace(**{f.__name__: f for f in parts}, meta_optimizer=meta_optimizer, steps_per_batch=steps_per_batch, batches_per_update=batches_per_update)
 
 
 # =====================================================================================================
@@ -411,8 +413,7 @@ def arg_rules(args: Args):
 def main():
     args, checkpoint = common_run.parse_args(Args, SCRIPT, arg_rules)
     train_fns = make_train(args)
-    batches_per_update = 1 if args.meta_lr == 0 else 2  # A2C has no outer batch
-    with common_run.Run(args, SCRIPT, ENV_ID, checkpoint, train_fns.steps_per_batch, batches_per_update) as run:
+    with common_run.Run(args, SCRIPT, ENV_ID, checkpoint, train_fns.steps_per_batch, train_fns.batches_per_update) as run:
         runner = jax.jit(jax.vmap(train_fns.init))(jnp.asarray(run.seeds))
         runner, updates_done = common_run.restore(checkpoint, runner)
         runner = common_run.split_seeds(runner)

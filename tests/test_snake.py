@@ -1,6 +1,8 @@
 """The Snake scripts: the environment, GAE, the patch convolutions, the dual-head critic, the
 meta-gradients against finite differences, and the reference's configuration."""
 
+from types import SimpleNamespace
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -11,6 +13,8 @@ import pytest
 import bmg_snake
 import common_envs
 import mg_snake
+
+KEY = jax.random.PRNGKey(4)  # the key of BMG's matching batch (MG's meta-loss takes none)
 
 
 def avals(tree):
@@ -174,7 +178,8 @@ def meta_gradient_setup(module, outer_critic):
     env_state, obs, batch = rollout(params, runner.env_state, runner.obs, jax.random.PRNGKey(1))
     values = fns.baseline_values(params, batch)
     params, (opt_state, _) = inner_update(eta0, params, opt_state, batch, values)
-    _, target_opt_state, _ = jax.jit(fns.meta_loss_grad)(params, to64(runner.target_opt_state), batch, values)
+    envs = (runner.env_state, runner.obs)
+    _, target_opt_state, *_ = jax.jit(fns.meta_loss_grad)(params, to64(runner.target_opt_state), batch, values, envs, KEY)
     env_state, obs, inner_batch = rollout(params, env_state, obs, jax.random.PRNGKey(2))
     inner_values = fns.baseline_values(params, inner_batch)
 
@@ -182,19 +187,22 @@ def meta_gradient_setup(module, outer_critic):
         return fns.inner_update(eta, params, opt_state, inner_batch, inner_values)
 
     new_params0, (new_opt_state0, _) = inner_update(eta0, params, opt_state, inner_batch, inner_values)
-    _, _, outer_batch = rollout(new_params0, env_state, obs, jax.random.PRNGKey(3))
+    env_state, obs, outer_batch = rollout(new_params0, env_state, obs, jax.random.PRNGKey(3))
     outer_values = fns.baseline_values(new_params0, outer_batch)
+    envs = (env_state, obs)  # where the outer batch left the environments: BMG's matching batch starts here
 
     @jax.jit
     def autodiff():  # exactly as the script's update: vjp of θ′(η) (its actor part), cotangent from the meta-loss
         new_params, new_opt_state, _, meta_vjp = fns.inner_update_and_vjp(eta0, params, opt_state, inner_batch, inner_values)
-        cotangent, _, _ = fns.meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values)
-        return meta_vjp(cotangent), cotangent["critic"]
+        cotangent, _, _, meta_batches, _ = fns.meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values, envs, KEY)
+        return meta_vjp(cotangent), cotangent["critic"], meta_batches
 
-    meta_gradient, critic_cotangent = autodiff()
+    meta_gradient, critic_cotangent, meta_batches = autodiff()
     # The meta-loss must not depend on the critic part of θ′: that is what lets the update skip it.
     assert all(np.all(leaf == 0) for leaf in jax.tree.leaves(critic_cotangent))
-    return fns, eta0, new_params_of, new_params0, target_opt_state, outer_batch, outer_values, float(meta_gradient)
+    setup = dict(new_params_of=new_params_of, new_params0=new_params0, target_opt_state=target_opt_state, envs=envs)
+    setup |= dict(outer_batch=outer_batch, outer_values=outer_values, meta_batches=meta_batches)
+    return fns, eta0, SimpleNamespace(**setup), float(meta_gradient)
 
 
 def central_difference(loss, eta0, h=1e-4):
@@ -204,39 +212,71 @@ def central_difference(loss, eta0, h=1e-4):
 @pytest.mark.parametrize("outer_critic", [False, True])
 def test_mg_meta_gradient_matches_finite_difference(outer_critic):
     with jax.enable_x64(True):
-        fns, eta0, new_params_of, _, _, outer_batch, outer_values, autodiff = meta_gradient_setup(mg_snake, outer_critic)
-        surrogate = jax.jit(lambda eta: fns.outer_loss(new_params_of(eta)[0], outer_batch, outer_values)[0])
+        fns, eta0, s, autodiff = meta_gradient_setup(mg_snake, outer_critic)
+        surrogate = jax.jit(lambda eta: fns.outer_loss(s.new_params_of(eta)[0], s.outer_batch, s.outer_values)[0])
         numeric = central_difference(surrogate, eta0)
-        metrics = fns.outer_loss(new_params_of(eta0)[0], outer_batch, outer_values)[1]
+        metrics = fns.outer_loss(s.new_params_of(eta0)[0], s.outer_batch, s.outer_values)[1]
     assert autodiff != 0.0
     assert abs(autodiff - numeric) < 1e-4 * abs(numeric), (autodiff, numeric)
+    assert s.meta_batches == []  # MG samples no batch of its own
     # The advantage the outer loss uses is the outer head's with --outer-critic, else the inner head's.
     used = "meta/outer_advantage_outer_critic" if outer_critic else "meta/outer_advantage_inner_critic"
     assert float(metrics["meta/outer_advantage"]) == float(metrics[used])
     assert float(metrics["meta/outer_advantage_outer_critic"]) != float(metrics["meta/outer_advantage_inner_critic"])
 
 
+def bmg_target(fns, s, learning_rate=5e-4):
+    """θ̃ held at its η0 value: one RMSProp step on the outer loss from θ′(η0), with the target's own
+    optimiser state (not θ′'s)."""
+    grads = jax.grad(lambda p: fns.outer_loss(p, s.outer_batch, s.outer_values)[0])(s.new_params0)
+    updates, _ = optax.rmsprop(learning_rate, decay=0.9).update(grads, s.target_opt_state, s.new_params0)
+    return optax.apply_updates(s.new_params0, updates)
+
+
 def test_bmg_meta_gradient_matches_finite_difference():
     # One variant: --outer-critic only picks the advantage inside the target, held fixed here.
     with jax.enable_x64(True):
-        fns, eta0, new_params_of, new_params0, target_opt_state, outer_batch, outer_values, autodiff = meta_gradient_setup(
-            bmg_snake, outer_critic=True
-        )
-        # The target θ̃ is held at its η0 value: one RMSProp step on the outer loss from θ′(η0),
-        # with the target's own optimiser state (not θ′'s).
-        grads = jax.grad(lambda p: fns.outer_loss(p, outer_batch, outer_values)[0])(new_params0)
-        updates, _ = optax.rmsprop(5e-4, decay=0.9).update(grads, target_opt_state, new_params0)
-        target = optax.apply_updates(new_params0, updates)
+        fns, eta0, s, autodiff = meta_gradient_setup(bmg_snake, outer_critic=True)
         actor = bmg_snake.Actor(common_envs.SNAKE_NUM_ACTIONS)
-        target_pi = jax.nn.softmax(actor.apply(target["actor"], outer_batch.traj.obs))
+        (matching_batch,) = s.meta_batches
+        target_pi = jax.nn.softmax(actor.apply(bmg_target(fns, s)["actor"], matching_batch.traj.obs))
 
-        def matching_loss(eta):  # KL(π_θ̃ ‖ π_θ′(η)) averaged over the outer batch's states
-            log_pi = jax.nn.log_softmax(actor.apply(new_params_of(eta)[0]["actor"], outer_batch.traj.obs))
+        def matching_loss(eta):  # KL(π_θ̃ ‖ π_θ′(η)) averaged over the matching batch's states
+            log_pi = jax.nn.log_softmax(actor.apply(s.new_params_of(eta)[0]["actor"], matching_batch.traj.obs))
             return jnp.mean(jnp.sum(target_pi * (jnp.log(target_pi) - log_pi), axis=-1))
 
         numeric = central_difference(jax.jit(matching_loss), eta0)
     assert autodiff != 0.0
     assert abs(autodiff - numeric) < 1e-4 * abs(numeric), (autodiff, numeric)
+
+
+def test_bmg_matching_batch_is_sampled_by_the_target_from_where_the_outer_batch_ends():
+    # A large target step (lr 0.05), so that θ̃ and θ′ act differently on many of the 8 × 5 states.
+    fns = bmg_snake.make_train(bmg_snake.Args(num_envs=8, total_timesteps=40, learning_rate=0.05))
+    runner = jax.jit(fns.init)(0)
+    rollout = jax.jit(fns.rollout)
+    env_state, obs, outer_batch = rollout(runner.params, runner.env_state, runner.obs, jax.random.PRNGKey(3))
+    outer_values = fns.baseline_values(runner.params, outer_batch)
+    args = (runner.params, runner.target_opt_state, outer_batch, outer_values, (env_state, obs), KEY)
+    _, _, (next_env_state, next_obs), meta_batches, metrics = jax.jit(fns.meta_loss_grad)(*args)
+    (matching_batch,) = meta_batches
+    s = SimpleNamespace(outer_batch=outer_batch, outer_values=outer_values, new_params0=runner.params)
+    target = bmg_target(fns, SimpleNamespace(**vars(s), target_opt_state=runner.target_opt_state), learning_rate=0.05)
+    by_target = rollout(target, env_state, obs, KEY)
+    by_new_params = rollout(runner.params, env_state, obs, KEY)
+    # The same episodes, from where the outer batch ended, with the target's actions (not θ′'s) ...
+    np.testing.assert_array_equal(matching_batch.traj.obs[0], obs)
+    np.testing.assert_array_equal(matching_batch.traj.action, by_target[2].traj.action)
+    assert np.any(np.asarray(matching_batch.traj.action) != np.asarray(by_new_params[2].traj.action))
+    # ... the environments go on from its end ...
+    np.testing.assert_array_equal(next_obs, by_target[1])
+    jax.tree.map(np.testing.assert_array_equal, next_env_state, by_target[0])
+    # ... and the KL logged is taken over its states.
+    actor = bmg_snake.Actor(common_envs.SNAKE_NUM_ACTIONS)
+    target_log_pi = jax.nn.log_softmax(actor.apply(target["actor"], matching_batch.traj.obs))
+    log_pi = jax.nn.log_softmax(actor.apply(runner.params["actor"], matching_batch.traj.obs))
+    kl = jnp.mean(jnp.sum(jnp.exp(target_log_pi) * (target_log_pi - log_pi), axis=-1))
+    np.testing.assert_allclose(metrics["losses/meta_loss"], kl, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------
