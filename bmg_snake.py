@@ -372,7 +372,8 @@ def make_train(args: Args):
         meta_params = optax.apply_updates(runner.meta_params, meta_updates)
         runner = runner._replace(params=new_params, opt_state=new_opt_state, env_state=env_state, obs=obs)
         runner = runner._replace(meta_params=meta_params, meta_opt_state=meta_opt_state, target_opt_state=target_opt_state)
-        return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, [inner_batch, outer_batch, *meta_batches], update_index)
+        batches = [inner_batch, outer_batch, *meta_batches]
+        return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, batches, update_index)
 
     def a2c_update(runner: RunnerState, update_index):
         """--meta-lr 0: the inner step alone (γ fixed, no outer batch, no meta-gradient), the baseline."""
@@ -396,7 +397,12 @@ def make_train(args: Args):
     parts += (meta_loss_grad, evaluate)
     steps_per_batch = args.num_steps * args.num_envs
     batches_per_update = 1 if args.meta_lr == 0 else 3  # A2C: the inner batch; BMG: inner, outer, matching
-    return SimpleNamespace(**{f.__name__: f for f in parts}, meta_optimizer=meta_optimizer, steps_per_batch=steps_per_batch, batches_per_update=batches_per_update)
+    return SimpleNamespace(
+        **{f.__name__: f for f in parts},
+        meta_optimizer=meta_optimizer,
+        steps_per_batch=steps_per_batch,
+        batches_per_update=batches_per_update,
+    )
 
 
 # =====================================================================================================

@@ -194,7 +194,9 @@ def meta_gradient_setup(module, outer_critic):
     @jax.jit
     def autodiff():  # exactly as the script's update: vjp of θ′(η) (its actor part), cotangent from the meta-loss
         new_params, new_opt_state, _, meta_vjp = fns.inner_update_and_vjp(eta0, params, opt_state, inner_batch, inner_values)
-        cotangent, _, _, meta_batches, _ = fns.meta_loss_grad(new_params, target_opt_state, outer_batch, outer_values, envs, KEY)
+        cotangent, _, _, meta_batches, _ = fns.meta_loss_grad(
+            new_params, target_opt_state, outer_batch, outer_values, envs, KEY
+        )
         return meta_vjp(cotangent), cotangent["critic"], meta_batches
 
     meta_gradient, critic_cotangent, meta_batches = autodiff()
