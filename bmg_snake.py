@@ -7,9 +7,10 @@ Value Function" (https://arxiv.org/abs/2211.10550, Section 5.2, Figure 3). MG: X
 One meta-update (`update`, paper Figure 1): 1. an inner A2C step θ → θ′(η) on a batch sampled by θ, with
 the discount γ = sigmoid(η); 2. an outer batch sampled by θ′; 3. the meta-loss at θ′ (`meta_loss_grad`):
 MG's is the outer loss, an A2C loss with γ′ = 1; BMG's is KL(π_θ̃ ‖ π_θ′) to a target θ̃ one outer-loss
-step ahead, on a third batch sampled by θ̃ (as the reference); 4. the meta-gradient ∂L_meta(θ′(η))/∂η, through the inner step; 5. an Adam step on η. The
-outer loss's advantage needs V^{π,γ′}: without --outer-critic it uses the critic trained with γ (V^{π,γ},
-biased: γ stays low); with it a second head trained with γ′ (the fix, one line in `outer_loss`).
+step ahead, on a third batch that θ̃ samples; 4. the meta-gradient ∂L_meta(θ′(η))/∂η, through the inner
+step; 5. an Adam step on η. The outer loss's advantage needs V^{π,γ′}: without --outer-critic it uses the
+critic trained with γ (V^{π,γ}, biased: γ stays low); with it a second head trained with γ′ (the fix, one
+line in `outer_loss`). --env-id runs the same on a MinAtar game instead (beyond the paper: docs/minatar.md).
 
     python bmg_snake.py [--outer-critic] [--meta-lr 0 (A2C)] [--resume RUN_DIR]
 """
@@ -35,6 +36,7 @@ jax.config.update("jax_default_matmul_precision", "highest")  # GPUs would use T
 @dataclasses.dataclass
 class Args:
     # the run
+    env_id: str = common_envs.SNAKE_ENV_ID  # Snake-6x6-v0 (the paper's) or a MinAtar game of gymnax, e.g. Freeway-MinAtar
     exp_name: str = ""  # the run folder's middle name (default: the script and variant, e.g. mg_snake_oc)
     seed: int = 0  # first seed; seeds seed .. seed + num_seeds - 1 train together
     num_seeds: int = 1  # number of seeds, vmapped in one jit (the paper uses 10)
@@ -65,7 +67,7 @@ class Args:
     outer_gae_lambda: float = 1.0  # outer λ′
     outer_ent_coef: float = 0.0  # outer entropy coefficient c′_EN
     # evaluation
-    eval_every: int = 150  # every K updates, play 512 fresh games, sampled and greedy (as the reference); 0 = off
+    eval_every: int = 150  # every K updates, play fresh games (Snake 512, MinAtar 64), sampled and greedy; 0 = off
 
     @property
     def num_updates(self) -> int:
@@ -113,7 +115,7 @@ class Conv2x2(nn.Module):
 
 
 class Torso(nn.Module):
-    """Conv(32, 2×2, stride 2) → ReLU → Conv(32, 2×2, stride 1) → ReLU → flatten: 6×6×5 → 288 features."""
+    """Conv(32, 2×2, stride 2) → ReLU → Conv(32, 2×2, stride 1) → ReLU → flatten: 6×6×5 → 288 features (MinAtar 10×10 → 800)."""
 
     @nn.compact
     def __call__(self, obs):
@@ -204,7 +206,7 @@ def normalize(x):
 
 
 def make_train(args: Args):
-    env = common_envs.make_snake(args.num_envs)
+    env = common_envs.make_env(args.env_id, args.num_envs)
     actor = Actor(env.num_actions)
     critic = Critic()
     optimizer = optax.rmsprop(args.learning_rate, decay=0.9)  # optax puts eps inside the sqrt
@@ -212,7 +214,7 @@ def make_train(args: Args):
     # meta-steps small while meta-gradients are ~1e-6; without it γ rises far faster than the paper's.
     adam = optax.adam(args.meta_lr, eps_root=1e-8)
     meta_optimizer = optax.chain(optax.clip_by_global_norm(args.max_meta_grad_norm), adam)
-    snake_evaluate = common_envs.snake_evaluator()  # the games are built here, outside any trace
+    env_evaluate = common_envs.evaluator(args.env_id)  # the games are built here, outside any trace
 
     def init(seed):
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
@@ -328,8 +330,8 @@ def make_train(args: Args):
         return grads, target_opt_state, (env_state, obs), [matching_batch], metrics | {"losses/meta_loss": loss}
 
     def evaluate(actor_params, updates_done):
-        """The reference's evaluation (common_envs.snake_evaluator) of the policy θ_actor."""
-        return snake_evaluate(lambda obs: actor.apply(actor_params, obs), updates_done)
+        """The policy θ_actor's evaluation (common_envs.evaluator; Snake's is the reference's)."""
+        return env_evaluate(lambda obs: actor.apply(actor_params, obs), updates_done)
 
     def diagnostics(runner, meta_grad, batches, update_index):
         """What an update logs besides its losses: γ, the meta-gradient, the training episodes that ended
@@ -345,7 +347,7 @@ def make_train(args: Args):
         }
         if args.eval_every:
             evaluated = (update_index + 1) % args.eval_every == 0
-            no_eval = common_envs.snake_no_evaluation
+            no_eval = common_envs.no_evaluation
             metrics |= jax.lax.cond(evaluated, evaluate, no_eval, runner.params["actor"], update_index + 1)
         return metrics
 
@@ -409,7 +411,6 @@ def make_train(args: Args):
 # TRY NOT TO MODIFY: the options' rules, one log point, and the training loop (common_run holds the rest)
 # =====================================================================================================
 SCRIPT = os.path.basename(__file__)
-ENV_ID = common_envs.SNAKE_ENV_ID
 LAST_VALUE_METRICS = ("meta/gamma",)  # the state after a chunk (its last value); the other metrics are chunk means
 
 
@@ -422,6 +423,7 @@ def arg_rules(args: Args):
         *[(name, getattr(args, name) > 0, "must be > 0") for name in ("learning_rate", "max_meta_grad_norm")],
         *[(name, 0 <= getattr(args, name) <= 1, "must be in [0, 1]") for name in ("gae_lambda", "outer_gae_lambda")],
         ("total_timesteps", args.total_timesteps >= batch, f"must be >= one batch (--num-envs × --num-steps = {batch})"),
+        ("env_id", args.env_id in common_envs.ENV_IDS, f"must be one of {', '.join(common_envs.ENV_IDS)}"),
         ("gamma_init", 0.0 < args.gamma_init < 1.0, "must be in (0, 1)"),
         ("outer_gamma", 0 < args.outer_gamma <= 1, "must be in (0, 1]"),
     ]
@@ -430,14 +432,14 @@ def arg_rules(args: Args):
 def main():
     args, checkpoint = common_run.parse_args(Args, SCRIPT, arg_rules)
     train_fns = make_train(args)
-    with common_run.Run(args, SCRIPT, ENV_ID, checkpoint, train_fns.steps_per_batch, train_fns.batches_per_update) as run:
+    with common_run.Run(args, SCRIPT, args.env_id, checkpoint, train_fns.steps_per_batch, train_fns.batches_per_update) as run:
         runner = jax.jit(jax.vmap(train_fns.init))(jnp.asarray(run.seeds))
         runner, updates_done = common_run.restore(checkpoint, runner)
         runner = common_run.split_seeds(runner)
         # The runner is donated: each chunk updates it in place (the old one is never read again).
         train = jax.jit(jax.vmap(train_fns.train, in_axes=(0, None)), donate_argnums=0)
         chunk_size = min(args.log_every, args.num_updates)
-        eval_metrics = common_envs.SNAKE_EVAL_METRICS if args.eval_every else ()  # every K updates, not every chunk
+        eval_metrics = common_envs.EVAL_METRICS if args.eval_every else ()  # every K updates, not every chunk
         compiled = run.compile(train, runner, chunk_size)
         run.start(updates_done)
         while run.keep_going(updates_done):

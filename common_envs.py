@@ -108,10 +108,16 @@ def make_chain(mapping_seed: int, num_envs: int) -> BatchedEnv:
     # Pass mapping_seed explicitly: gymnax's default (0) makes chain 0, the myopic choice,
     # also the best one, and the problem trivial.
     env, env_params = gymnax.make(CHAIN_ENV_ID, mapping_seed=mapping_seed)
+    return _gymnax_batched(env, env_params, num_envs, lambda obs, time: obs, CHAIN_NUM_ACTIONS, (2,))
+
+
+def _gymnax_batched(env, env_params, num_envs, observe, num_actions, obs_shape) -> BatchedEnv:
+    """`num_envs` copies of a gymnax environment (which auto-resets), with episode bookkeeping;
+    `done` = terminated | truncated, and the observation is observe(gymnax's, the state's time)."""
 
     def reset(key):
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
-        return obs, EnvState(strong_types(env_state), _empty_stats(num_envs))
+        return observe(obs, env_state.time), EnvState(strong_types(env_state), _empty_stats(num_envs))
 
     def step(key, state, action):
         obs, env_state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
@@ -119,9 +125,9 @@ def make_chain(mapping_seed: int, num_envs: int) -> BatchedEnv:
         )
         done = jnp.logical_or(terminated, truncated)
         stats, info = record_episodes(state.stats, reward, done)
-        return obs, EnvState(env_state, stats), reward, done, info
+        return observe(obs, env_state.time), EnvState(env_state, stats), reward, done, info
 
-    return BatchedEnv(reset, step, CHAIN_NUM_ACTIONS, (2,))
+    return BatchedEnv(reset, step, num_actions, obs_shape)
 
 
 def chain_true_value(obs, pi_s0, gamma, rewards):
@@ -203,8 +209,8 @@ def make_snake(num_envs: int) -> BatchedEnv:
 # end (death, a full board or the time limit), once with sampled actions and once greedily, on the
 # same boards. The keys depend on the update alone: every seed and variant plays the same boards.
 SNAKE_EVAL_GAMES = 512  # the reference's total_num_eval
-SNAKE_EVAL_SEED = 20220101  # evaluation keys: fold_in(PRNGKey(SNAKE_EVAL_SEED), updates done)
-SNAKE_EVAL_METRICS = ("eval/episodic_return", "eval/episodic_return_greedy", "eval/episodic_length")
+EVAL_SEED = 20220101  # evaluation keys: fold_in(PRNGKey(EVAL_SEED), updates done), for Snake and MinAtar
+EVAL_METRICS = ("eval/episodic_return", "eval/episodic_return_greedy", "eval/episodic_length")
 
 
 def snake_evaluator():
@@ -221,7 +227,7 @@ def snake_eval_boards(game, updates_done, num_games=SNAKE_EVAL_GAMES):
     """The evaluation's games after `updates_done` updates: (starting states, their observations, the
     action key). Game i starts from reset(split(reset_key, num_games)[i]); step t samples with
     fold_in(action_key, t)."""
-    reset_key, action_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(SNAKE_EVAL_SEED), updates_done))
+    reset_key, action_key = jax.random.split(fold_eval_key(updates_done))
     boards, first = jax.vmap(game.reset)(jax.random.split(reset_key, num_games))
     return boards, first.observation.grid, action_key
 
@@ -266,6 +272,102 @@ def _evaluate(game, n, policy_logits, updates_done):
     }
 
 
-def snake_no_evaluation(policy_logits, updates_done):
-    """What snake_evaluate returns for an update that is not evaluated (eval/updates_done = −1)."""
-    return {name: jnp.nan for name in SNAKE_EVAL_METRICS} | {"eval/updates_done": jnp.int32(-1)}
+def fold_eval_key(updates_done):
+    """The key of evaluation `updates_done`: the same for every seed and variant."""
+    return jax.random.fold_in(jax.random.PRNGKey(EVAL_SEED), updates_done)
+
+
+def no_evaluation(policy_logits, updates_done):
+    """What an evaluator returns for an update that is not evaluated (eval/updates_done = −1)."""
+    return {name: jnp.nan for name in EVAL_METRICS} | {"eval/updates_done": jnp.int32(-1)}
+
+
+# ---------------------------------------------------------------------------------------
+# MinAtar (gymnax): five Atari games on a 10×10 grid (Young & Tian, 2019), beyond the paper.
+# The minimal action sets and no sticky actions (gymnax's; the MinAtar paper's protocol uses
+# 0.1). Every episode is cut at gymnax's time limit (Freeway's at 2,500 steps, and only there:
+# it never terminates); the observation gets one more channel, the fraction of that limit
+# elapsed, so that the cut is terminal in a state that shows it. Without it, the return to the
+# cut, and so V^{π,γ′=1}, is not a function of the observation (docs/minatar.md measures it).
+# ---------------------------------------------------------------------------------------
+MINATAR_ENV_IDS = ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar", "Seaquest-MinAtar")
+ENV_IDS = (SNAKE_ENV_ID, *MINATAR_ENV_IDS)  # what mg_snake.py and bmg_snake.py take as --env-id
+MINATAR_EVAL_GAMES = 64  # fresh games per evaluation (each played sampled and greedy, to the cut at most)
+
+
+def minatar_game(env_id):
+    """(gymnax environment, its parameters) of a MinAtar game, e.g. "Freeway-MinAtar"."""
+    import gymnax
+
+    if env_id not in MINATAR_ENV_IDS:
+        raise ValueError(f"not a MinAtar game: {env_id} (one of {', '.join(MINATAR_ENV_IDS)})")
+    return gymnax.make(env_id)
+
+
+def observe_time(time_limit):
+    """obs, time → obs with a last channel filled with time / time_limit (1.0 at the cut)."""
+
+    def observe(obs, time):
+        elapsed = jnp.asarray(time, obs.dtype) / time_limit
+        plane = jnp.broadcast_to(elapsed[..., None, None, None], (*obs.shape[:-1], 1))
+        return jnp.concatenate([obs, plane], axis=-1)
+
+    return observe
+
+
+def make_minatar(env_id: str, num_envs: int) -> BatchedEnv:
+    """`num_envs` copies of a MinAtar game, auto-resetting, with episode bookkeeping; `done` is a
+    game over or the cut (terminal in both: the time channel shows the cut coming)."""
+    env, env_params = minatar_game(env_id)
+    observe = observe_time(env_params.max_steps_in_episode)
+    rows, cols, channels = env.observation_space(env_params).shape
+    return _gymnax_batched(env, env_params, num_envs, observe, env.num_actions, (rows, cols, channels + 1))
+
+
+def make_env(env_id: str, num_envs: int) -> BatchedEnv:
+    """The environments of mg_snake.py and bmg_snake.py: Snake 6×6 or a MinAtar game."""
+    return make_snake(num_envs) if env_id == SNAKE_ENV_ID else make_minatar(env_id, num_envs)
+
+
+def minatar_evaluator(env_id, num_games=MINATAR_EVAL_GAMES):
+    """evaluate(policy_logits, updates_done), as snake_evaluator's, on `num_games` fresh MinAtar games
+    played to their end or the cut, sampled and greedy on the same games (the same environment keys)."""
+    env, env_params = minatar_game(env_id)
+    time_limit = env_params.max_steps_in_episode
+    observe = observe_time(time_limit)
+    both = lambda x: jnp.concatenate([x, x])
+
+    def evaluate(policy_logits, updates_done):
+        reset_key, action_key, env_key = jax.random.split(fold_eval_key(updates_done), 3)
+        obs, states = jax.vmap(env.reset_env, in_axes=(0, None))(jax.random.split(reset_key, num_games), env_params)
+        start = (jax.tree.map(both, states), observe(both(obs), 0), jnp.ones(2 * num_games, bool), jnp.zeros(2 * num_games))
+
+        def play(carry, t):
+            state, obs, alive, episode_return = carry
+            logits = policy_logits(obs)
+            sampled = jax.random.categorical(jax.random.fold_in(action_key, t), logits[:num_games])
+            action = jnp.concatenate([sampled, jnp.argmax(logits[num_games:], axis=-1)])
+            keys = both(jax.random.split(jax.random.fold_in(env_key, t), num_games))
+            obs, state, reward, terminated, _ = jax.vmap(env.step_env, in_axes=(0, 0, 0, None))(
+                keys, state, action, env_params
+            )
+            episode_return += jnp.where(alive, reward, 0.0)
+            length = jnp.where(alive, t + 1, 0)
+            alive &= ~terminated  # a finished game plays on unseen
+            return (state, observe(obs, t + 1), alive, episode_return), length
+
+        (*_, episode_return), lengths = jax.lax.scan(play, start, jnp.arange(time_limit))
+        episode_length = jnp.max(lengths, axis=0).astype(jnp.float32)
+        return {
+            "eval/episodic_return": jnp.mean(episode_return[:num_games]),
+            "eval/episodic_return_greedy": jnp.mean(episode_return[num_games:]),
+            "eval/episodic_length": jnp.mean(episode_length[:num_games]),
+            "eval/updates_done": updates_done,
+        }
+
+    return evaluate
+
+
+def evaluator(env_id):
+    """The evaluation of mg_snake.py and bmg_snake.py for --env-id (Snake's is the reference's)."""
+    return snake_evaluator() if env_id == SNAKE_ENV_ID else minatar_evaluator(env_id)
