@@ -6,20 +6,24 @@
 
 The runs are found and grouped into variants as plot.py does (plot.load_runs). The tables (markdown, on
 stdout, and with --out in that file too):
-- plot.py's table: each variant's last log point, mean ± std over seeds (ddof 0);
+- plot.py's table: each variant's last log point, mean ± std over seeds (the population std, ddof 0,
+  as the reference's curves give theirs: every "mean ± std" of a variant is);
 - on the chain, the seeds on the paper's side (Figure 2): without the outer critic γ ≤ 0.91 with
   π(chain 0 | s0) still growing over the second half, with it γ ≥ 0.99 with π(paying chain | s0) still
   growing; with the learned critic (--no-true-value), the outer head's error |V̂′(s0) − V^{π,γ′}(s0)|;
 - where a method ran with and without the outer critic on the same seeds (MG and MG + outer critic, BMG
   and BMG + outer critic): the final evaluation return (Snake: 512 games, sampled actions; chain: the
-  exact expected return) at the last update both evaluated, each seed's difference, their mean ± std,
-  and the two-sided p-values of Welch's t-test and of the paired t-test (scipy.stats);
+  exact expected return) at the last update both evaluated, each seed's difference, their mean ± sample
+  std (ddof 1, the spread the paired t-test uses), and the two-sided p-values of Welch's t-test and of
+  the paired t-test (scipy.stats);
 - with --at-updates U ...: at those updates, γ, the evaluation returns (sampled, greedy) and the
   outer-loss advantage with each head (γ and the advantages as means over --window updates, by default
   the reference's 146 on Snake), mean ± std beside the reference's; each seed's values; and for each
   method with and without the outer critic, the same seed's difference in γ and in the returns, their
-  mean ± std and the paired t-test's p, at a log point both have; beside the reference's γ and evaluation return,
-  how far ours is from it in standard errors of the difference (Welch).
+  mean ± sample std (ddof 1) and the paired t-test's p, at a log point both have; beside the reference's γ
+  and evaluation return, how far ours is from it in standard errors of the difference (Welch).
+A value read at an update other than the one its row names (the last log point ≤ it, or for Snake's
+evaluations the nearest) says where: "(at 7,500)" in the cell, or the "read at update" column.
 """
 
 import dataclasses
@@ -38,6 +42,20 @@ import plot  # noqa: E402  (plot.py lives at the repository's root)
 from plot import fail, has, markdown, mean_std, stacked  # noqa: E402
 
 REFERENCE_EPOCH = 146  # updates per logged epoch in the reference: its γ and outer advantage are means over one
+# What the tables' spreads are: a variant's mean ± std over seeds with the population std, as the reference's curves
+# (its CSV: np.std over its seeds); the paired differences with the sample std that the paired t-test uses.
+POPULATION = "mean ± std over seeds with the population std (ddof 0), as the reference's curves"
+PAIRED = (
+    "paired: the per-seed differences' mean ± sample std (ddof 1), the spread the paired t-test uses "
+    "(scipy.stats.ttest_rel: t = mean / (std / √seeds), seeds − 1 df), and its two-sided p"
+)
+
+
+def with_note(table, note):
+    """A markdown table (as plot.markdown writes it) with `note` before its own note, if it has one."""
+    if not table:
+        return table
+    return note + "." + ("\n\n" if table.startswith("|") else " ") + table
 
 
 @dataclasses.dataclass
@@ -103,7 +121,7 @@ def chain_table(variants):
         rows.append(cells)
     labels = ["variant", "seeds", "paper's side"]
     labels += ["|V̂′(s0) − V^{π,γ′}(s0)| at the end", "same, mean over training"] if learned else []
-    return markdown(labels, rows)
+    return markdown(labels, rows, f"The outer head's error: {POPULATION}." if learned else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +167,8 @@ def at_updates_quantities(variants, env, window):
 def at_updates_table(variants, env, updates, window, reference, groups):
     """The --at-updates quantities at the given updates: ours (mean ± std over seeds) beside the
     reference's (mean ± std over its seeds, from the CSV's row at that update)."""
-    note = (
+    note = f"Ours and the reference's: {POPULATION}; "
+    note += (
         f'γ: mean over the {window} updates ending at the update, ours at the last log point ≤ it ("at" when that differs)'
         if window
         else 'γ: at the last log point ≤ the update ("at" when it differs)'
@@ -164,6 +183,11 @@ def at_updates_table(variants, env, updates, window, reference, groups):
         note += "; outer-loss advantage (batch mean) with the inner head V^γ and with the outer head V^γ′: read as γ" + (
             "; the reference logged the one its outer loss used (V^γ′ with the outer critic, V^γ without)" if reference else ""
         )
+    if reference:
+        note += (
+            "; \"ours … s.e.\": our mean − the reference's in standard errors of the difference (Welch: each side's "
+            "sample variance, ddof 1), with the update ours was read at when it is not the row's"
+        )
     labels = ["variant", "update"]
     for reference_label, ours in groups.values():
         labels += [f"{q.label} (ours)" for q in ours] + ([f"{reference_label} (reference)"] if reference else [])
@@ -177,7 +201,8 @@ def at_updates_table(variants, env, updates, window, reference, groups):
                     found = seed_values_at(seeds, ours[0], update)  # the distance for γ and the return (not the heads)
                     found = found if reference_metric != "meta/outer_advantage" else None
                     values = np.array([v for _, v in found[1]]) if found else np.array([])
-                    cells.append(reference_at(reference, name, reference_metric, update, ours[0].fmt, values))
+                    at = found[0] if found else update
+                    cells.append(reference_at(reference, name, reference_metric, update, ours[0].fmt, values, at))
             rows.append(cells)
     return markdown(labels, rows, note + ".")
 
@@ -237,9 +262,10 @@ def ours_at(seeds, quantity, update):
     return text if text == "—" else text + at_note(at, update)
 
 
-def reference_at(reference, name, metric, update, fmt, ours=()):
+def reference_at(reference, name, metric, update, fmt, ours=(), ours_at=None):
     """The reference's mean ± std (its CSV's, ddof 0) at the update, and how far our seeds' mean `ours` is from
-    it in standard errors of the difference (Welch's: each side's sample variance over its seeds)."""
+    it in standard errors of the difference (Welch's: each side's sample variance over its seeds), saying
+    where ours was read (`ours_at`) when that is not `update`."""
     found = plot.reference_curve(reference, name, metric)
     greedy = ""
     if found is None and metric == "eval/episodic_return":  # the reference evaluated A2C greedily only
@@ -251,7 +277,8 @@ def reference_at(reference, name, metric, update, fmt, ours=()):
     i = int(np.argmin(np.abs(updates - update)))
     at = f", at {updates[i]:,.0f}" if updates[i] != update else ""
     se = math.sqrt(np.var(ours, ddof=1) / len(ours) + std[i] ** 2 / (seeds[i] - 1)) if len(ours) > 1 else 0.0
-    distance = f"; ours {(np.mean(ours) - mean[i]) / se:+.1f} s.e." if se > 0 and not greedy else ""
+    where = f" (at {ours_at:,.0f})" if ours_at is not None and ours_at != update else ""
+    distance = f"; ours{where} {(np.mean(ours) - mean[i]) / se:+.1f} s.e." if se > 0 and not greedy else ""
     return f"{mean[i]:{fmt}} ± {std[i]:{fmt}} ({int(seeds[i])} seeds{greedy}{at}){distance}"
 
 
@@ -266,12 +293,14 @@ def welch_t_test(a, b):
     return result.statistic, result.df, result.pvalue
 
 
-def paired_t_test(differences):
-    """Two-sided p of the mean of paired differences against 0; NaN where it cannot be computed."""
-    d = np.asarray(differences, float)
-    if len(d) < 2 or d.std(ddof=1) == 0:
-        return math.nan
-    return stats.ttest_1samp(d, 0.0).pvalue
+def paired_t_test(a, b):
+    """(the sample std (ddof 1) of the differences a − b, the two-sided p of scipy.stats.ttest_rel(a, b),
+    whose t is their mean over that std / √n); NaN where it cannot be computed (one seed; p: no spread)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if len(d) < 2:
+        return math.nan, math.nan
+    spread = float(d.std(ddof=1))
+    return spread, (stats.ttest_rel(a, b).pvalue if spread > 0 else math.nan)
 
 
 def number(x, fmt):
@@ -317,12 +346,15 @@ def paired_values(with_oc, without, quantity, update=math.inf):
     return at, order, np.array([a[s] for s in order]), np.array([b[s] for s in order])
 
 
-def difference_cells(order, difference, fmt):
-    """Each seed's difference, their mean ± std (ddof 0), and the paired t-test's two-sided p."""
+def difference_cells(order, a, b, fmt):
+    """Each seed's difference a − b, their mean ± sample std (ddof 1, the paired t-test's), and the
+    paired t-test's two-sided p."""
+    difference = a - b
+    spread, p = paired_t_test(a, b)
     return [
         ", ".join(f"{s}: {d:+{fmt}}" for s, d in zip(order, difference)),
-        f"{difference.mean():{fmt}} ± {difference.std():{fmt}}",
-        number(paired_t_test(difference), ".3g"),
+        f"{difference.mean():{fmt}} ± {number(spread, fmt)}",
+        number(p, ".3g"),
     ]
 
 
@@ -337,7 +369,7 @@ def paired_comparisons(pairs, env):
             continue
         update, order, a, b = found
         t, df, p = welch_t_test(a, b)
-        per_seed, mean, p_paired = difference_cells(order, a - b, ".2f")
+        per_seed, mean, p_paired = difference_cells(order, a, b, ".2f")
         rows.append(
             [
                 f"{method} + outer critic − {method}",
@@ -358,12 +390,12 @@ def paired_comparisons(pairs, env):
         "seeds",
         "at update",
         "difference per seed (seed: with − without)",
-        "difference, mean ± std (ddof 0)",
+        "difference, mean ± sample std (ddof 1)",
         "Welch's t (df)",
         "p, Welch (two-sided)",
         "p, paired t (two-sided)",
     ]
-    return markdown(labels, rows, f"With and without the outer critic, seed by seed: the final {what}.")
+    return markdown(labels, rows, f"With and without the outer critic, seed by seed: the final {what}; {PAIRED}.")
 
 
 def at_updates_differences(pairs, updates, groups):
@@ -384,7 +416,7 @@ def at_updates_differences(pairs, updates, groups):
                             q.label,
                             f"{at:,.0f}",
                             str(len(order)),
-                            *difference_cells(order, a - b, q.fmt),
+                            *difference_cells(order, a, b, q.fmt),
                         ]
                     )
     if not rows:
@@ -396,14 +428,14 @@ def at_updates_differences(pairs, updates, groups):
         "read at update",
         "seeds",
         "difference per seed (seed: with − without)",
-        "difference, mean ± std (ddof 0)",
+        "difference, mean ± sample std (ddof 1)",
         "p, paired t (two-sided)",
     ]
     return markdown(
         labels,
         rows,
-        "With and without the outer critic at the updates, seed by seed: each quantity "
-        "read as above, at a log point both variants have.",
+        "With and without the outer critic at the updates, seed by seed: each quantity read as above, at a log "
+        f'point both variants have ("read at update": the log point read, which can differ from the row\'s update); {PAIRED}.',
     )
 
 
@@ -415,7 +447,7 @@ def main():
     reference = plot.load_reference(options.reference) if env == "snake" and options.reference != "none" else None
     window = options.window if options.window >= 0 else (REFERENCE_EPOCH if env == "snake" else 0)
     pairs = outer_critic_pairs(variants)
-    tables = [plot.table(variants, env, window)]
+    tables = [with_note(plot.table(variants, env, window), f"Each variant's last log point, {POPULATION}")]
     if env == "chain":
         tables.append(chain_table(variants))
     tables.append(paired_comparisons(pairs, env))

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import ROOT, gamma_at, markdown_rows, run_with_stand_in_python, write_chain_run, write_snake_run
+from scipy import stats
 
 
 def run_experiment(tmp_path, script, *arguments, imports_ok=True):
@@ -268,7 +269,7 @@ def test_at_updates_table_gives_ours_beside_the_reference_rows(tmp_path):
     ours_gamma = np.mean([gamma_at(math.ceil(u / 20) * 20, False) for u in range(420 - 145, 421)])
     ref = reference[("MG", "gamma", 438)]
     distance = (ours_gamma - float(ref["mean"])) / (float(ref["std"]) / 3)
-    assert rows[("MG (2 seeds)", 438)][3].endswith(f"; ours {distance:+.1f} s.e.")
+    assert rows[("MG (2 seeds)", 438)][3].endswith(f"; ours (at 420) {distance:+.1f} s.e.")  # ours: the log point 420
     for name, ours, outer_critic in [("A2C", "A2C", False), ("MG", "MG", False), ("BMG+oc", "BMG + outer critic", True)]:
         for update in (438, 584, 1460):
             _, _, gamma, gamma_ref, eval_ours, _, eval_ref = rows[(f"{ours} (2 seeds)", update)][:7]
@@ -293,7 +294,7 @@ def test_at_updates_table_gives_ours_beside_the_reference_rows(tmp_path):
 
 def test_paired_comparison_with_and_without_the_outer_critic_by_hand(tmp_path):
     # Final evaluation (update 1,350, the last ≤ 1,460 of every 150): MG 13.5 + (0, 1, 2); MG + outer
-    # critic the same plus (3, 1, 2). Differences 3, 1, 2: mean 2, std (ddof 0) sqrt(2/3) = 0.82.
+    # critic the same plus (3, 1, 2). Differences 3, 1, 2: mean 2, sample std (ddof 1, the paired test's) 1.
     # Welch: both sample variances 1, t = 2 / sqrt(1/3 + 1/3) = sqrt(6) = 2.449, df = 4, and with
     # tan θ = t / 2, p = 1 − sin θ (1 + cos² θ / 2) = 1 − sqrt(0.6) · 1.2 = 0.0705. Paired: the
     # differences' sample std is 1, t = 2 / (1 / sqrt(3)) = 3.464, df = 2, p = 1 − t / sqrt(2 + t²) = 0.0742.
@@ -309,7 +310,7 @@ def test_paired_comparison_with_and_without_the_outer_critic_by_hand(tmp_path):
             "3",
             "1,350",
             "0: +3.00, 1: +1.00, 2: +2.00",
-            "2.00 ± 0.82",
+            "2.00 ± 1.00",
             "2.45 (4.0)",
             "0.0705",
             "0.0742",
@@ -413,7 +414,7 @@ def test_at_updates_tables_give_each_seed_the_outer_advantages_and_the_paired_di
         "0.002, 0.004, 0.006 (at 420)",
     ]
 
-    # With − without, same seed, at each update: differences, mean ± std (ddof 0), paired t's p (γ:
+    # With − without, same seed, at each update: differences, mean ± sample std (ddof 1), paired t's p (γ:
     # see difference_text; the returns as in the final comparison; the greedy ones do not differ).
     differences = markdown_rows(result.stdout, "MG + outer critic − MG")
     assert differences[0][:3] == ["MG + outer critic − MG", "3", "1,350"]  # the final comparison, as before
@@ -426,7 +427,7 @@ def test_at_updates_tables_give_each_seed_the_outer_advantages_and_the_paired_di
             "3",
             *difference_text(gamma_window(420, True) - gamma_window(420, False)),
         ],
-        ["MG + outer critic − MG", "438", "eval return", "450", "3", "0: +3.00, 1: +1.00, 2: +2.00", "2.00 ± 0.82", "0.0742"],
+        ["MG + outer critic − MG", "438", "eval return", "450", "3", "0: +3.00, 1: +1.00, 2: +2.00", "2.00 ± 1.00", "0.0742"],
         [
             "MG + outer critic − MG",
             "438",
@@ -452,7 +453,7 @@ def test_at_updates_tables_give_each_seed_the_outer_advantages_and_the_paired_di
             "1,350",
             "3",
             "0: +3.00, 1: +1.00, 2: +2.00",
-            "2.00 ± 0.82",
+            "2.00 ± 1.00",
             "0.0742",
         ],
         [
@@ -485,14 +486,74 @@ def test_at_updates_tables_give_each_seed_the_outer_advantages_and_the_paired_di
     )
 
 
+def test_paired_spread_is_the_sample_std_the_t_test_uses_and_values_read_elsewhere_say_where(tmp_path):
+    # Four seeds both ways, with uneven differences (with − without): the evaluation return by
+    # bonus_oc − bonus, γ by the offsets' difference. Whatever they are, the printed ± is numpy's
+    # std with ddof=1 of the differences and the p scipy.stats.ttest_rel's; a ddof-0 ± would differ
+    # (by sqrt(4/3)). At 438 the evaluation is read at 450 (the nearest) and γ at 420 (the last log
+    # point ≤ it); the tables say so.
+    seeds, bonus, bonus_oc = (0, 1, 2, 3), (0.0, 0.75, 0.25, 1.0), (0.5, 2.25, -1.0, 4.0)
+    offsets, offsets_oc = (0.0, 0.01, 0.0, 0.02), (0.031, 0.004, 0.052, 0.017)
+    write_snake_run(tmp_path / "runs", "mg_snake", seeds=seeds, eval_bonus=bonus, offsets={"meta/gamma": offsets})
+    write_snake_run(
+        tmp_path / "runs",
+        "mg_snake_oc",
+        outer_critic=True,
+        seeds=seeds,
+        eval_bonus=bonus_oc,
+        offsets={"meta/gamma": offsets_oc},
+    )
+    result = run_tables(tmp_path / "runs", "--at-updates", "438")
+    assert result.returncode == 0, result.stderr
+
+    def expected(a, b, fmt):
+        a, b = np.array(a), np.array(b)
+        d = a - b
+        assert not math.isclose(d.std(ddof=1), d.std(), rel_tol=0.01)  # the two spreads print apart
+        return [
+            ", ".join(f"{s}: {x:+{fmt}}" for s, x in zip(seeds, d)),
+            f"{d.mean():{fmt}} ± {d.std(ddof=1):{fmt}}",
+            f"{stats.ttest_rel(a, b).pvalue:.3g}",
+        ]
+
+    # Evaluation at update u: u / 100 + seed + bonus; the last (1,350) and the nearest 438 (450).
+    final = [[13.5 + s + x for s, x in zip(seeds, bonuses)] for bonuses in (bonus_oc, bonus)]
+    at_450 = [[4.5 + s + x for s, x in zip(seeds, bonuses)] for bonuses in (bonus_oc, bonus)]
+    gammas = [
+        [gamma_window(420, outer_critic) + o for o in offs] for outer_critic, offs in ((True, offsets_oc), (False, offsets))
+    ]
+    rows = markdown_rows(result.stdout, "MG + outer critic − MG")
+    per_seed, mean, p_paired = expected(*final, ".2f")
+    assert rows[0][:5] == ["MG + outer critic − MG", "4", "1,350", per_seed, mean]
+    assert rows[0][-1] == p_paired
+    assert rows[1] == ["MG + outer critic − MG", "438", "γ", "420", "4", *expected(*gammas, ".3f")]
+    assert rows[2] == ["MG + outer critic − MG", "438", "eval return", "450", "4", *expected(*at_450, ".2f")]
+
+    # What each spread is, in the headers and the notes.
+    headers = markdown_rows(result.stdout, "comparison")
+    assert all("difference, mean ± sample std (ddof 1)" in h for h in headers) and len(headers) == 2
+    assert result.stdout.count("paired: the per-seed differences' mean ± sample std (ddof 1)") == 2
+    population = "mean ± std over seeds with the population std (ddof 0), as the reference's curves"
+    assert result.stdout.startswith(f"Each variant's last log point, {population}.")
+    assert f"Ours and the reference's: {population};" in result.stdout
+
+    # Ours beside the reference at 438: γ read at 420 and the evaluation at 450, in the cells and in
+    # the distance to the reference's (which is at 438 itself).
+    (row,) = [r for r in markdown_rows(result.stdout, "MG (4 seeds)") if r[1] == "438"]
+    gamma, gamma_ref, eval_ours, _, eval_ref = row[2:7]
+    assert gamma.endswith(" (at 420)") and eval_ours.endswith(" (at 450)")
+    assert "; ours (at 420) " in gamma_ref and "; ours (at 450) " in eval_ref
+    assert ", at " not in gamma_ref and ", at " not in eval_ref  # the reference logged 438
+
+
 def difference_text(base):
-    """The γ difference cells where with − without = base + (0.03, 0.01, 0.02): mean base + 0.02, std
-    (ddof 0) sqrt(2/3) · 0.01 = 0.008, sample std 0.01, so t = (base + 0.02) · sqrt(3) / 0.01 with df 2,
+    """The γ difference cells where with − without = base + (0.03, 0.01, 0.02): mean base + 0.02, sample
+    std (ddof 1, printed as the paired test uses it) 0.01, so t = (base + 0.02) · sqrt(3) / 0.01 with df 2,
     and p = 1 − t / sqrt(2 + t²)."""
     t = (base + 0.02) * math.sqrt(3) / 0.01
     return [
         f"0: +{base + 0.03:.3f}, 1: +{base + 0.01:.3f}, 2: +{base + 0.02:.3f}",
-        f"{base + 0.02:.3f} ± 0.008",
+        f"{base + 0.02:.3f} ± 0.010",
         f"{1 - t / math.sqrt(2 + t * t):.3g}",
     ]
 
