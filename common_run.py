@@ -5,7 +5,8 @@ training loop (compile; per chunk: train, check, log, checkpoint, stop) and call
 
 Exit codes: 0 finished; 1 non-finite values (the log up to them is kept); 2 bad input (before anything
 is compiled or written); 3 stopped by --time-limit-s and 130 by Ctrl-C or SIGTERM, both with a
-checkpoint to continue from with --resume (a cluster wrapper requeues on 3 and 130).
+checkpoint to continue from with --resume (a cluster wrapper requeues on 3 and 130); a second Ctrl-C
+ends the process at once, also 130, with the last checkpoint written before it.
 """
 
 import dataclasses
@@ -17,6 +18,7 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import time
 
 import flax.serialization
@@ -34,7 +36,8 @@ EXIT_TIME_LIMIT = 3
 EXIT_INTERRUPTED = 130
 
 CHECKPOINT_FORMAT = 1
-# What --resume may change: nothing that changes a number of the run (the budget may only grow).
+# What --resume may change: nothing that changes a number of the run (the budget too, if it does not
+# end before the checkpoint's updates).
 RESUME_MAY_CHANGE = ("total_timesteps", "num_updates", "log_every", "checkpoint_every_s", "time_limit_s", "runs_dir")
 RESUME_MAY_CHANGE += ("save_model", "resume", "track", "wandb_project_name", "wandb_entity")
 # Options renamed since checkpoints were first written: old name -> new name.
@@ -203,7 +206,8 @@ def split_seeds(runner):
 class Run:
     """One run folder: args.json, metrics.csv, a TensorBoard log (and a W&B run with --track) per seed,
     checkpoint.msgpack. Ctrl-C, SIGTERM and --time-limit-s are caught from the start (a stop while
-    compiling is one line, not a traceback) and end the run between chunks, with a checkpoint."""
+    compiling is one line, not a traceback) and end the run between chunks, with a checkpoint; a second
+    Ctrl-C ends it at once."""
 
     def __init__(self, args, script, env_id, checkpoint, steps_per_batch, batches_per_update):
         self.args = args
@@ -221,9 +225,45 @@ class Run:
         self.writers = []
         self.wandb_runs = []
         self.start_time = None  # set by start(), after the compile
+        self.signal_watch = self._watch_signals()
 
     def _on_signal(self, signum, frame):
         self.stop_signal = signum
+
+    def _watch_signals(self):
+        """A second Ctrl-C ends the process at once. _on_signal runs only between Python bytecodes, so
+        not while XLA compiles or runs a chunk: the signals also reach a pipe (set_wakeup_fd), read by a
+        thread that runs meanwhile. Returns the pipe and the wakeup fd it replaced (for close)."""
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)  # the signal handler must never block on a full pipe
+        replaced = signal.set_wakeup_fd(write_end)
+        threading.Thread(target=self._count_stops, args=(read_end,), daemon=True).start()
+        return write_end, replaced
+
+    def _count_stops(self, read_end):
+        """The thread: after a first Ctrl-C or SIGTERM (a clean stop after the chunk), a Ctrl-C ends the
+        process at once; the end of the pipe (close) ends the thread."""
+        stops = 0
+        while signums := os.read(read_end, 64):
+            for signum in signums:
+                if signum == signal.SIGINT and stops:
+                    self._end_at_once()
+                stops += signum in (signal.SIGINT, signal.SIGTERM)
+        os.close(read_end)
+
+    def _end_at_once(self):
+        """Exit 130 now, without a checkpoint: the last one written is whole (written atomically) and a
+        resume cuts the log back to it. A new run stopped while compiling leaves no (empty) folder."""
+        resume = f"python {self.script} --resume {self.dir}"
+        if self.start_time is None and self.resumed_at is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            what = "nothing trained, no run folder left"
+        elif os.path.exists(os.path.join(self.dir, "checkpoint.msgpack")):
+            what = f"continue from the last checkpoint with: {resume}"
+        else:
+            what = f"no checkpoint written yet; the log is in {self.dir}"
+        print(f"stopped at once by a second Ctrl-C: {what}", file=sys.stderr, flush=True)
+        os._exit(EXIT_INTERRUPTED)
 
     def compile(self, train, runner, chunk_size):
         """The program of one chunk, compiled ahead (a last, shorter chunk compiles on its own)."""
@@ -243,7 +283,7 @@ class Run:
         if self.args.track:  # first: a W&B that cannot start leaves a new run no folder
             self.wandb_runs = start_wandb(self.args, self.dir, self.seeds, fresh=self.resumed_at is None)
         with open(os.path.join(self.dir, "args.json"), "w") as f:
-            json.dump({"script": self.script, **dataclasses.asdict(self.args)}, f, indent=2)
+            json.dump({"script": self.script, **json_options(self.args)}, f, indent=2, allow_nan=False)
         self.writers = [EventFileWriter(os.path.join(self.dir, f"seed{s}")) for s in self.seeds]
         if self.resumed_at is not None:
             cut_log(self.dir, self.writers, updates_done * self.steps_per_batch)
@@ -329,6 +369,11 @@ class Run:
         print(f"done: {self.dir} | python plot.py {self.dir} | tensorboard --logdir {os.path.dirname(self.dir)}")
 
     def close(self):
+        if self.signal_watch is not None:  # signals go back to the wakeup fd before the run's
+            write_end, replaced = self.signal_watch
+            signal.set_wakeup_fd(replaced)
+            os.close(write_end)  # ends the thread
+            self.signal_watch = None
         for writer in self.writers:
             writer.close()
         try:
@@ -343,6 +388,16 @@ class Run:
 
     def __exit__(self, *exc_info):
         self.close()  # also when a chunk fails: everything logged so far is on disk
+
+
+def json_options(args):
+    """The options as JSON values (args.json, W&B's config). JSON has no inf or nan: a float option that
+    is not finite (the chain's default --max-meta-grad-norm inf) is written as Python's text for it,
+    "inf", "-inf" or "nan", which float() reads back."""
+    options = dataclasses.asdict(args)
+    return {
+        name: str(value) if isinstance(value, float) and not math.isfinite(value) else value for name, value in options.items()
+    }
 
 
 def make_run_dir(runs_dir, name):
@@ -423,12 +478,13 @@ def add_scalar(writer, name, value, step):
 
 def write_log_point(writers, run_dir, seeds, global_step, rows):
     """One log point: a TensorBoard event per metric (an evaluation at the step of the policy it scored,
-    none where there was none) and each seed's metrics.csv row, all in one write: a crash leaves whole rows."""
+    none where there was none; none for a nan, a metric the variant or the chunk lacks, as W&B) and each
+    seed's metrics.csv row (nan cells included), all in one write: a crash leaves whole rows."""
     for writer, row in zip(writers, rows):
         eval_step = row.get("eval/global_step", global_step)
         for name, value in row.items():
             step = eval_step if name.startswith("eval/") else global_step
-            if name != "eval/global_step" and not _is_nan(step):
+            if name != "eval/global_step" and not _is_nan(step) and not _is_nan(value):
                 add_scalar(writer, name, value, step)
         writer.flush()
     csv_path = os.path.join(run_dir, "metrics.csv")
@@ -464,7 +520,7 @@ def start_wandb(args, run_dir, seeds, fresh):
                 id=wandb_run_id(run_dir, seed),
                 resume="allow",
                 reinit="create_new",
-                config=dataclasses.asdict(args) | {"seed": seed},
+                config=json_options(args) | {"seed": seed},  # as args.json has them
                 dir=run_dir,
             )
             wandb_runs.append(wandb_run)

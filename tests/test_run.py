@@ -1,8 +1,12 @@
 """The run machinery (common_run.py), tested once for all four scripts: a stop during the first
-minute (while the program compiles) is one line and leaves a resumable run or no folder, the budget
-option of the other environment gets a hint, the variant is in the run folder's name, and an option
-added after a checkpoint was written does not make that checkpoint unresumable."""
+minute (while the program compiles) is one line and leaves a resumable run or no folder, a second
+Ctrl-C ends it at once, the budget option of the other environment gets a hint, the variant is in
+the run folder's name, an option added after a checkpoint was written does not make that checkpoint
+unresumable, args.json is strict JSON that reads back as the run's options, and TensorBoard holds no
+nan (metrics.csv keeps them)."""
 
+import json
+import math
 import os
 import signal
 import subprocess
@@ -11,7 +15,8 @@ import time
 
 import flax.serialization
 import pytest
-from conftest import ROOT
+from conftest import ROOT, metrics_rows
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import bmg_chain
 import common_run
@@ -30,14 +35,17 @@ def start(*flags):
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=UNCACHED)
 
 
-def interrupt_while_compiling(process):
-    """SIGINT (Ctrl-C) as soon as the run says it compiles; (exit code, stdout, stderr)."""
+def interrupt_while_compiling(process, times=1):
+    """SIGINT (Ctrl-C) `times` times as soon as the run says it compiles; (exit code, stdout, stderr)."""
     seen = ""
     deadline = time.time() + 120
     while "compiling" not in seen:
         assert time.time() < deadline and process.poll() is None, seen + process.stderr.read()
         seen += process.stdout.readline()
     process.send_signal(signal.SIGINT)
+    for _ in range(times - 1):
+        time.sleep(0.5)  # a signal sent before the last one reached the process would merge with it
+        process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     return process.returncode, seen + stdout, stderr
 
@@ -47,6 +55,16 @@ def test_ctrl_c_while_a_new_run_compiles_leaves_no_folder_and_one_line(tmp_path)
     assert code == common_run.EXIT_INTERRUPTED == 130
     assert stderr == "stopped before the first update: nothing trained, no run folder left\n"
     assert "| gamma " not in stdout  # no chunk ran
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_while_compiling_ends_the_run_at_once(tmp_path):
+    process = start("--num-updates", "2", "--runs-dir", str(tmp_path))
+    code, stdout, stderr = interrupt_while_compiling(process, times=2)
+    assert code == common_run.EXIT_INTERRUPTED
+    assert "compiled in" not in stdout  # it did not wait for the compile to end
+    assert stderr == "stopped at once by a second Ctrl-C: nothing trained, no run folder left\n"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -132,3 +150,38 @@ def test_a_checkpoint_from_before_an_option_existed_resumes_with_its_default(tmp
     path.write_bytes(flax.serialization.msgpack_serialize(checkpoint | {"leaves": []}))
     with pytest.raises(common_run.BadInput, match="options this version of mg_chain.py lacks: \\['retired_option'\\]"):
         common_run.parse_args(mg_chain.Args, "mg_chain.py", mg_chain.arg_rules)
+
+
+def refuse(constant):
+    raise ValueError(f"{constant} is not JSON")
+
+
+@pytest.mark.slow
+def test_args_json_is_strict_json_and_tensorboard_gets_no_nan(tmp_path):
+    # A2C: the chain's default meta-gradient clip is inf, and with no outer batch meta/outer_advantage is nan.
+    command = [sys.executable, os.path.join(ROOT, "mg_chain.py"), *TINY_CHAIN, "--meta-lr", "0", "--num-updates", "4"]
+    result = subprocess.run([*command, "--runs-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = tmp_path.iterdir()
+    args = json.loads((run_dir / "args.json").read_text(), parse_constant=refuse)
+    assert args.pop("script") == "mg_chain.py"
+    assert float(args["max_meta_grad_norm"]) == math.inf
+    # Read back by the rule (float() for the float options), args.json holds the options the run trained with.
+    defaults = mg_chain.Args()
+    read_back = {name: float(value) if isinstance(getattr(defaults, name), float) else value for name, value in args.items()}
+    checkpoint = flax.serialization.msgpack_restore((run_dir / "checkpoint.msgpack").read_bytes())
+    assert mg_chain.Args(**read_back) == mg_chain.Args(**checkpoint["args"])
+
+    rows = [row for row in metrics_rows(run_dir, wall_clock=True) if row["seed"] == "0"]
+    assert all(math.isnan(float(row["meta/outer_advantage"])) for row in rows)  # the csv keeps its nan cells
+    accumulator = EventAccumulator(str(run_dir / "seed0"))
+    accumulator.Reload()
+    tags = accumulator.Tags()["scalars"]
+    assert "meta/outer_advantage" not in tags and "meta/gamma" in tags
+    assert set(tags) <= set(rows[0])
+    # Each metric is in TensorBoard at exactly the log points where the csv has a number.
+    for name in set(rows[0]) - {"seed", "global_step"}:
+        logged = [int(row["global_step"]) for row in rows if not math.isnan(float(row[name]))]
+        events = accumulator.Scalars(name) if name in tags else []
+        assert [event.step for event in events] == logged, name
+        assert not any(math.isnan(event.value) for event in events), name
