@@ -40,6 +40,10 @@ class Args:
     """timed chunks; the best is reported"""
     peak_size: int = 4096
     """the side of the square float32 matmul that measures the peak"""
+    env_id: str = ""
+    """the Snake scripts' --env-id, e.g. Breakout-MinAtar (empty: their default, Snake)"""
+    num_envs: int = 0
+    """the scripts' --num-envs (0: each script's default)"""
 
 
 def check_args(bench):
@@ -57,6 +61,13 @@ def check_args(bench):
         ("--updates", bench.updates, bench.updates >= 1, "must be >= 1"),
         ("--repeats", bench.repeats, bench.repeats >= 1, "must be >= 1"),
         ("--peak-size", bench.peak_size, bench.peak_size >= 1, "must be >= 1"),
+        ("--num-envs", bench.num_envs, bench.num_envs >= 0, "must be >= 0 (0: the scripts' default)"),
+        (
+            "--env-id",
+            bench.env_id,
+            not bench.env_id or all(n.endswith("snake") for n in bench.scripts),
+            "is for mg_snake and bmg_snake only",
+        ),
     ]
     for option, value, ok, allowed in rules:
         if not ok:
@@ -170,7 +181,7 @@ def time_training(module, args, num_seeds, updates, repeats):
     compiled = train.lower(runner, chunk).compile()
     compile_s = time.perf_counter() - start
     seconds = time_steps(lambda r: compiled(r, chunk)[0], runner, repeats) / updates
-    batches = 1 if args.meta_lr == 0 else 2
+    batches = fns.batches_per_update
     inner_steps = fns.steps_per_batch * num_seeds
     return {
         "compile_s": compile_s,
@@ -229,6 +240,10 @@ def main():
         module = importlib.import_module(name)
         for num_seeds in bench.num_seeds:
             base = dataclasses.replace(module.Args(), num_seeds=num_seeds)
+            if bench.num_envs:
+                base = dataclasses.replace(base, num_envs=bench.num_envs)
+            if bench.env_id:
+                base = dataclasses.replace(base, env_id=bench.env_id)
             raw = time_environment(module, base, num_seeds, bench.updates, bench.repeats)
             algorithm = name.split("_")[0].upper()  # MG or BMG
             a2c = None
