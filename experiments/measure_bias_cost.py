@@ -1,4 +1,4 @@
-"""What --measure-bias adds to a chain update (README, Flags worth knowing): each script, with and
+"""What --measure-bias adds to a chain update (docs/usage.md, Every flag): each script, with and
 without the outer critic, with the oracle values and the learned critic, 5 seeds at the paper's
 128 envs. Timed by benchmark.py's time_training (a 20-update chunk jitted and donated as main()
 runs it); off and on alternate twice, and each keeps the best of its 6 timed chunks.

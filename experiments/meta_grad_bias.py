@@ -30,7 +30,7 @@ mean ± std over seeds (ddof 0):
   --lean-threshold (default 0.5: chain 0 holds more mass than all other chains together). At the
   uniform start π(0 | s0) = π(paying | s0), and the inner objective at γ0 = 0.95 already prefers
   chain 0, so π(0 | s0) > π(paying | s0) holds from the first log point on and would split nothing;
-  π(0 | s0) ≈ 0.5 is where the README sees the meta-gradient flip (Discounting Chain, early dynamics);
+  π(0 | s0) ≈ 0.5 is where γ turns (docs/chain.md, Figure 2: the five variants);
 - how often each head's meta-gradient points the wrong way (1 − agreement) before the lean (the
   updates up to and including the chunk in which π(0 | s0) crosses the threshold) and after it (every
   later update, also if π(0 | s0) falls back). The inner head's is the biased meta-gradient. Seeds
