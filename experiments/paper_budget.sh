@@ -23,6 +23,7 @@ set -uo pipefail  # no -e: the runs' exit codes are read
 fail() { echo "error: $*" >&2; exit 2; }
 (($# == 4)) || fail "give RUNS_DIR VARIANTS_FILE NUM_GROUPS SEEDS_PER_GROUP, got $# arguments"
 root=$(cd "$(dirname "$0")/.." && pwd)  # the training scripts are at the repository's root
+source "$root/experiments/variants.sh"
 runs=$(realpath -m -- "$1") variants=$2 groups=$3 per_group=$4
 margin=${MARGIN_S:-300} jobs=${JOBS:-1} limit=${TIME_LIMIT_S:-}
 for pair in "NUM_GROUPS=$groups" "SEEDS_PER_GROUP=$per_group" "JOBS=$jobs"; do
@@ -30,22 +31,14 @@ for pair in "NUM_GROUPS=$groups" "SEEDS_PER_GROUP=$per_group" "JOBS=$jobs"; do
 done
 [[ $margin =~ ^[0-9]+$ ]] || fail "MARGIN_S must be a whole number of seconds, got '$margin'"
 [[ -z $limit || $limit =~ ^[1-9][0-9]*$ ]] || fail "TIME_LIMIT_S must be a positive whole number of seconds, got '$limit'"
-[[ -f $variants ]] || fail "VARIANTS_FILE '$variants' is not a file"
-mapfile -t lines < <(grep -v -E '^[[:space:]]*(#|$)' "$variants")
-((${#lines[@]})) || fail "'$variants' has no variant lines"
-declare -A seen
-for line in "${lines[@]}"; do
-  read -r -a words <<<"$line"
-  [[ ${words[0]} =~ ^[A-Za-z0-9_.-]+$ && -z ${seen[${words[0]}]:-} ]] || fail "variant name '${words[0]}' is not unique or not a plain name"
-  [[ ${words[1]:-} =~ ^(mg|bmg)_(chain|snake)\.py$ ]] || fail "variant '${words[0]}': '${words[1]:-}' is not one of the training scripts"
-  seen[${words[0]}]=1
-done
+load_variants "$variants"
 python=${PYTHON:-python}
 "$python" -c "import jax, tyro" 2>/dev/null || fail "install the requirements first: pip install -r requirements.txt"
 plan="$(cat "$variants")"$'\n'"# groups: $groups × $per_group seeds"
 mkdir -p "$runs" 2>/dev/null && [[ -w $runs ]] || fail "cannot write to RUNS_DIR $runs"
 if [[ -f $runs/variants.txt ]]; then
-  [[ $(cat "$runs/variants.txt") == "$plan" ]] || fail "$runs was started with other variants or seed groups ($runs/variants.txt)"
+  [[ $(cat "$runs/variants.txt") == "$plan" ]] \
+    || fail "$runs was started with other variants or seed groups ($runs/variants.txt)"
 else
   printf '%s\n' "$plan" >"$runs/variants.txt"
 fi
@@ -53,7 +46,7 @@ cd "$root" || exit 2
 SECONDS=0  # TIME_LIMIT_S counts from here
 
 tasks=()  # "NAME SEED SCRIPT FLAGS..." of every run, in order
-for line in "${lines[@]}"; do
+for line in "${variant_lines[@]}"; do
   read -r -a words <<<"$line"
   for ((seed = 0; seed < groups * per_group; seed += per_group)); do tasks+=("${words[0]} $seed ${words[*]:1}"); done
 done

@@ -20,45 +20,60 @@ def run_experiment(tmp_path, script, *arguments, imports_ok=True):
     return run_with_stand_in_python(tmp_path, script, *arguments, imports_ok=imports_ok)
 
 
-def test_chain_with_one_argument_passes_nothing_extra(tmp_path):
+def variant_commands(name):
+    """{NAME: [SCRIPT, FLAGS...]} of experiments/slurm/<name>.txt, in the file's order."""
+    with open(os.path.join(ROOT, "experiments", "slurm", f"{name}.txt")) as f:
+        lines = [line.split() for line in f if line.strip() and not line.lstrip().startswith("#")]
+    return {words[0]: words[1:] for words in lines}
+
+
+def last_value(call, flag):
+    """The value a script takes for `flag` in this argument list: the last one given."""
+    return call[max(i for i, word in enumerate(call) if word == flag) + 1]
+
+
+def test_chain_runs_each_variant_line_with_its_own_numbers(tmp_path, monkeypatch):
     result, calls = run_experiment(tmp_path, "chain.sh", "100")
     assert result.returncode == 0, result.stderr
     assert calls[0] == ["-c", "import", "jax,", "jumanji,", "gymnax"]
     out = calls[1][calls[1].index("--runs-dir") + 1]
     assert re.fullmatch(r"runs/chain_\d{8}-\d{6}", out)
     common = ["--num-updates", "100", "--num-seeds", "10", "--runs-dir", out]
-    assert calls[1:6] == [
-        ["mg_chain.py", "--meta-lr", "0", "--exp-name", "a2c_chain", *common],
-        ["mg_chain.py", "--exp-name", "mg_chain", *common],
-        ["mg_chain.py", "--outer-critic", "--exp-name", "mg_chain_oc", *common],
-        ["bmg_chain.py", "--exp-name", "bmg_chain", *common],
-        ["bmg_chain.py", "--outer-critic", "--exp-name", "bmg_chain_oc", *common],
-    ]
-    assert calls[6:] == [["plot.py", out, "--out", f"{out}/chain.png"], ["experiments/reference_tables.py", out]]
-    # Flags after the two numbers go to every run.
+    variants = variant_commands("chain")
+    assert calls[1:-2] == [[*command, *common] for command in variants.values()]
+    assert calls[-2:] == [["plot.py", out, "--out", f"{out}/chain.png"], ["experiments/reference_tables.py", out]]
+    # Flags after the two numbers go to every run, and each run takes the script's numbers, not the
+    # variants file's budget: parsed as the training script parses them, its last value of an option.
     _, calls = run_experiment(tmp_path, "chain.sh", "100", "2", "--log-every", "5")
-    assert all(call[-2:] == ["--log-every", "5"] and "2" in call for call in calls[1:6])
+    assert all(call[-2:] == ["--log-every", "5"] for call in calls[1:-2])
+    import bmg_chain
+    import common_run
+    import mg_chain
+
+    for call, name in zip(calls[1:-2], variants, strict=True):
+        script = {"mg_chain.py": mg_chain, "bmg_chain.py": bmg_chain}[call[0]]
+        monkeypatch.setattr(sys, "argv", call)
+        args, _ = common_run.parse_args(script.Args, script.SCRIPT, script.arg_rules)
+        assert (args.num_updates, args.num_seeds, args.log_every, args.exp_name) == (100, 2, 5, name)
 
 
 def test_snake_scripts_pass_their_numbers_and_flags(tmp_path):
-    result, calls = run_experiment(tmp_path, "snake.sh", "3840000")
+    variants = variant_commands("snake").values()
+    result, calls = run_experiment(tmp_path, "snake.sh", "3840000", "2", "--eval-every", "50")
     assert result.returncode == 0, result.stderr
-    budgets = [call[call.index("--total-timesteps") + 1 : call.index("--runs-dir")] for call in calls[1:6]]
-    assert budgets == [["3840000", "--num-seeds", "10"]] * 5
+    out = calls[1][calls[1].index("--runs-dir") + 1]
+    assert re.fullmatch(r"runs/snake_\d{8}-\d{6}", out)
+    common = ["--total-timesteps", "3840000", "--num-seeds", "2", "--runs-dir", out, "--eval-every", "50"]
+    assert calls[1:-1] == [[*command, *common] for command in variants]
+    assert calls[-1] == ["plot.py", out, "--out", f"{out}/snake.png"]
     result, calls = run_experiment(tmp_path, "snake_early.sh")
     assert result.returncode == 0, result.stderr
     out = calls[1][calls[1].index("--runs-dir") + 1]
     assert re.fullmatch(r"runs/snake_early_\d{8}-\d{6}", out)
     assert f"training into {out}" in result.stdout and "python mg_snake.py --resume <run dir>" in result.stdout
     common = ["--total-timesteps", "3840000", "--num-seeds", "3", "--runs-dir", out, "--checkpoint-every-s", "300"]
-    assert calls[1:6] == [
-        ["mg_snake.py", "--exp-name", "mg_snake", *common],
-        ["mg_snake.py", "--outer-critic", "--exp-name", "mg_snake_oc", *common],
-        ["bmg_snake.py", "--exp-name", "bmg_snake", *common],
-        ["bmg_snake.py", "--outer-critic", "--exp-name", "bmg_snake_oc", *common],
-        ["mg_snake.py", "--meta-lr", "0", "--exp-name", "a2c_snake", *common],
-    ]
-    assert calls[6:] == [
+    assert calls[1:-2] == [[*command, *common] for command in variants]
+    assert calls[-2:] == [
         [
             "plot.py",
             out,
@@ -80,12 +95,18 @@ def test_ablation_plots_exactly_its_own_runs_and_leaves_docs_alone(tmp_path):
     assert result.returncode == 0, result.stderr
     out = calls[1][calls[1].index("--runs-dir") + 1].removesuffix("/chain")
     assert re.fullmatch(r"runs/ablation_\d{8}-\d{6}", out)
-    runs_dirs = [call[call.index("--runs-dir") + 1] for call in calls[1:7]]
-    assert runs_dirs == [f"{out}/chain"] * 4 + [f"{out}/snake"] * 2
-    assert [call[0] for call in calls[1:7]] == ["mg_chain.py"] * 2 + ["bmg_chain.py"] * 2 + ["mg_snake.py"] * 2
-    assert all("--normalize-advantage" in call for call in calls[1:7])
+    runs, plots = calls[1:-2], calls[-2:]
+    # MG and BMG of the chain's variants file and MG of Snake's, each its line with the flag, named <variant>_norm.
+    variants = {**variant_commands("chain"), **variant_commands("snake")}
+    names = ["mg_chain", "mg_chain_oc", "bmg_chain", "bmg_chain_oc", "mg_snake", "mg_snake_oc"]
+    assert [last_value(call, "--exp-name") for call in runs] == [f"{name}_norm" for name in names]
+    assert all(call[: len(variants[name])] == variants[name] for call, name in zip(runs, names, strict=True))
+    assert all("--normalize-advantage" in call for call in runs)
+    assert [last_value(call, "--runs-dir") for call in runs] == [f"{out}/chain"] * 4 + [f"{out}/snake"] * 2
+    assert [last_value(call, "--num-updates") for call in runs[:4]] == ["20"] * 4
+    assert [last_value(call, "--total-timesteps") for call in runs[4:]] == ["25600"] * 2
     snake_plot = ["plot.py", f"{out}/snake", "--out", f"{out}/snake_normalized.png", "--window", "146", "--mark-updates"]
-    assert calls[7:] == [
+    assert plots == [
         ["plot.py", f"{out}/chain", "--out", f"{out}/chain_normalized.png"],
         [*snake_plot, "146", "292", "438", "1460"],
     ]

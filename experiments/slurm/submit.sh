@@ -11,27 +11,14 @@
 set -euo pipefail
 (($# >= 4)) || { echo "error: give ARRAY_DIR VARIANTS_FILE NUM_GROUPS SEEDS_PER_GROUP [sbatch options...]" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/../.." && pwd)  # the training scripts are at the repository's root
+source "$root/experiments/variants.sh"
 array=$(realpath -m -- "$1") variants=$2 groups=$3 per_group=$4
 shift 4
 margin=${SLURM_MARGIN_S:-300}
 for pair in "NUM_GROUPS=$groups" "SEEDS_PER_GROUP=$per_group" "SLURM_MARGIN_S=$margin"; do
   [[ ${pair#*=} =~ ^[1-9][0-9]*$ ]] || { echo "error: ${pair%%=*} must be a positive integer, got '${pair#*=}'" >&2; exit 2; }
 done
-[[ -f $variants ]] || { echo "error: VARIANTS_FILE '$variants' is not a file" >&2; exit 2; }
-
-# Every line checked before anything is submitted: a unique name (it names the run folders) and a
-# training script of this repository.
-mapfile -t lines < <(grep -v -E '^[[:space:]]*(#|$)' "$variants")
-((${#lines[@]})) || { echo "error: '$variants' has no variant lines" >&2; exit 2; }
-declare -A seen
-for line in "${lines[@]}"; do
-  read -r -a words <<<"$line"
-  [[ ${words[0]} =~ ^[A-Za-z0-9_.-]+$ && -z ${seen[${words[0]}]:-} ]] \
-    || { echo "error: variant name '${words[0]}' is not unique or not a plain name" >&2; exit 2; }
-  [[ ${words[1]:-} =~ ^(mg|bmg)_(chain|snake)\.py$ ]] \
-    || { echo "error: variant '${words[0]}': '${words[1]:-}' is not one of the training scripts" >&2; exit 2; }
-  seen[${words[0]}]=1
-done
+load_variants "$variants"  # every line checked before anything is submitted
 
 # The tasks read the variants from the array folder, a copy that cannot change under them (task
 # numbers stand for its lines): another list for an existing folder is refused.
@@ -42,9 +29,9 @@ if [[ -f $array/variants.txt ]]; then
 else
   cp "$variants" "$array/variants.txt"
 fi
-tasks=$((${#lines[@]} * groups))
+tasks=$((${#variant_lines[@]} * groups))
 job=$(${SBATCH:-sbatch} --parsable --array="0-$((tasks - 1))" --job-name="$(basename "$array")" \
   --chdir="$root" --output="$array/logs/%A_%a.out" "$@" \
   "$root/experiments/slurm/task.sbatch" "$array" "$groups" "$per_group" "$margin")
-echo "submitted array ${job%%;*}: ${#lines[@]} variants x $groups seed groups = $tasks tasks, logs in $array/logs/"
+echo "submitted array ${job%%;*}: ${#variant_lines[@]} variants x $groups seed groups = $tasks tasks, logs in $array/logs/"
 echo "follow it with: squeue -j ${job%%;*}; then: python plot.py $array"
