@@ -59,12 +59,6 @@ HEADS = ("inner_head", "outer_head")
 AGREEMENT = {head: f"meta/sign_agreement_{head}" for head in HEADS}
 
 
-def fail(message):
-    """Bad input: one line on stderr, exit code 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 # ------------------------------------------------------------------------------------------------
 # Reading the runs
 # ------------------------------------------------------------------------------------------------
@@ -264,14 +258,6 @@ def rolling_mean(values, window):
 # ------------------------------------------------------------------------------------------------
 # The figure
 # ------------------------------------------------------------------------------------------------
-def style(variant):
-    """As plot.py: the biased methods red, the outer-critic methods blue; BMG dashed."""
-    return {
-        "color": "tab:blue" if variant.endswith("_oc") else "tab:red",
-        "linestyle": "--" if variant.startswith("bmg") else "-",
-    }
-
-
 def draw(runs, summaries, out, window, threshold):
     import matplotlib
 
@@ -307,8 +293,15 @@ def draw(runs, summaries, out, window, threshold):
                 else:
                     values = rolling_mean(np.stack([m[AGREEMENT[quantity]] for m in seeds]), window)
                 mean, std = values.mean(axis=0), values.std(axis=0)
-                ax.plot(run["update"], mean, linewidth=1.3, **style(variant))
-                ax.fill_between(run["update"], mean - std, mean + std, color=style(variant)["color"], alpha=0.15, linewidth=0)
+                ax.plot(run["update"], mean, linewidth=1.3, **plot.style(VARIANTS[variant]))
+                ax.fill_between(
+                    run["update"],
+                    mean - std,
+                    mean + std,
+                    color=plot.style(VARIANTS[variant])["color"],
+                    alpha=0.15,
+                    linewidth=0,
+                )
                 leans = summary["lean"][np.isfinite(summary["lean"])]
                 if len(leans):
                     marker = "v" if variant.startswith("mg") else "^"
@@ -317,7 +310,7 @@ def draw(runs, summaries, out, window, threshold):
                         [0.03],
                         marker=marker,
                         markersize=6,
-                        color=style(variant)["color"],
+                        color=plot.style(VARIANTS[variant])["color"],
                         transform=ax.get_xaxis_transform(),
                         clip_on=False,
                         linestyle="none",
@@ -337,7 +330,7 @@ def draw(runs, summaries, out, window, threshold):
             if i == len(panel_rows) - 1:
                 ax.set_xlabel("meta-updates")
             ax.grid(alpha=0.25)
-    handles = [Line2D([], [], linewidth=1.3, label=VARIANTS[v], **style(v)) for v in VARIANTS]
+    handles = [Line2D([], [], linewidth=1.3, label=VARIANTS[v], **plot.style(VARIANTS[v])) for v in VARIANTS]
     handles += [
         Line2D([], [], color="tab:red", linestyle=(0, (1, 2)), label="γ* (inner objective indifferent)"),
         Line2D(
@@ -355,7 +348,7 @@ def draw(runs, summaries, out, window, threshold):
     try:
         fig.savefig(out, dpi=110)
     except OSError as error:
-        fail(f"--out {out!r} cannot be written ({error.strerror})")
+        plot.fail(f"--out {out!r} cannot be written ({error.strerror})")
     plt.close(fig)
 
 
@@ -381,19 +374,21 @@ def main():
         ("lean_threshold", 0 < a.lean_threshold < 1, "must be in (0, 1)"),
     ]:
         if not holds:
-            fail(f"--{name.replace('_', '-')} {allowed}, got {getattr(a, name)}")
+            plot.fail(f"--{name.replace('_', '-')} {allowed}, got {getattr(a, name)}")
     if not os.path.isdir(a.dir):
-        fail(f"DIR {a.dir!r} is not a directory")
+        plot.fail(f"DIR {a.dir!r} is not a directory")
     runs, notes = find_runs(a.dir)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if not runs:
-        fail(f"no chain run trained with --measure-bias below {a.dir}")
+        plot.fail(f"no chain run trained with --measure-bias below {a.dir}")
     seen = {}
     for run in runs:
         key = (run["variant"], run["critic"], run["mapping"])
         if key in seen:
-            fail(f"two runs of {VARIANTS[key[0]]}, {key[1]}, mapping {key[2]}: {seen[key]} and {run['dir']}; move one out")
+            plot.fail(
+                f"two runs of {VARIANTS[key[0]]}, {key[1]}, mapping {key[2]}: {seen[key]} and {run['dir']}; move one out"
+            )
         seen[key] = run["dir"]
     order = {v: i for i, v in enumerate(VARIANTS)}
     runs.sort(key=lambda r: (list(CRITICS).index(r["critic"]), DELAYS[r["mapping"]], order[r["variant"]]))
