@@ -14,6 +14,9 @@ import tyro
 
 from chain_facts import DELAYS, gamma_star, initial_bias_s0  # experiments/chain_facts.py
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from plot import fail  # noqa: E402  (plot.py lives at the repository's root)
+
 VARIANTS = {  # name: (script module, --outer-critic, label as plot.py writes it)
     "mg": ("mg_chain", False, "MG"),
     "mg_oc": ("mg_chain", True, "MG + outer critic"),
@@ -64,12 +67,6 @@ class DrawArgs:
     """a grid directory (runs/bias_map_<time>) or its bias_map.csv"""
     out: str = ""
     """the PNG (default: bias_map.png beside the CSV); the tables go to stdout and to the same name with .md"""
-
-
-def fail(message):
-    """Bad input: one line on stderr, exit code 2, nothing written."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def fmt(v):
