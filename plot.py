@@ -19,6 +19,7 @@ import io
 import json
 import os
 import sys
+import types
 import warnings
 from collections import Counter
 from typing import Annotated, Literal
@@ -37,6 +38,15 @@ VARIANT_ORDER = ["A2C", "MG", "MG + outer critic", "BMG", "BMG + outer critic"]
 REFERENCE_VARIANTS = {"A2C": "A2C", "MG": "MG", "MG + outer critic": "MG+oc", "BMG": "BMG", "BMG + outer critic": "BMG+oc"}
 COLORS = {"MG": "tab:red", "MG + outer critic": "tab:blue", "BMG": "tab:orange", "BMG + outer critic": "tab:cyan"}  # A2C grey
 RUN_EXAMPLE = "runs/<env>__<exp_name>__<seed>__<time>"  # the folder a plain run of a script makes
+# The parts of a default exp name (mg_chain_oc_learned) in the words of the figures and tables.
+NAME_WORDS = {
+    "a2c": "A2C",
+    "mg": "MG",
+    "bmg": "BMG",
+    "oc": " + outer critic",
+    "learned": ", learned critic",
+    "norm": ", normalised advantage",
+}
 
 
 @dataclasses.dataclass
@@ -157,18 +167,19 @@ def load_run(run_dir):
 
 
 def variant_name(args):
-    """The variant, from args.json: A2C (--meta-lr 0), MG or BMG by script, + outer critic, and the options
-    that make another curve (--normalize-advantage, the chain's --no-true-value)."""
-    algorithm = "BMG" if args["script"].startswith("bmg") else "MG"
-    if args["meta_lr"] == 0:
-        name = "A2C"
-    else:
-        name = algorithm + (" + outer critic" if args["outer_critic"] else "")
-    if args.get("normalize_advantage"):
-        name += ", normalised advantage"
-    if not args.get("true_value", True):
-        name += ", learned critic"
-    return name
+    """The variant, from args.json, in words: the name a run gets when --exp-name is not given
+    (common_run.default_exp_name: A2C for --meta-lr 0, else MG or BMG by script, + outer critic, and the
+    options that make another curve: the chain's --no-true-value, --normalize-advantage)."""
+    from common_run import default_exp_name  # here, not at the top: it imports JAX, which read_metrics' users do without
+
+    options = types.SimpleNamespace(
+        meta_lr=args["meta_lr"],
+        outer_critic=args["outer_critic"],
+        true_value=args.get("true_value", True),  # the chain's option
+        normalize_advantage=args.get("normalize_advantage", False),
+    )
+    algorithm, _environment, *variations = default_exp_name(options, args["script"]).split("_")
+    return NAME_WORDS[algorithm] + "".join(NAME_WORDS[variation] for variation in variations)
 
 
 def variant_key(name):

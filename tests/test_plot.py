@@ -2,10 +2,12 @@
 runs are found and pooled, where the figure goes, the evaluation curves and the window mean."""
 
 import csv
+import itertools
 import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -126,6 +128,25 @@ def test_evaluation_return_is_drawn_at_its_updates_and_in_the_table(tmp_path):
     cells = dict(zip(header, row))
     assert cells["eval return (sampled)"] == "5.00 ± 0.50" and cells["eval return (greedy)"] == "5.50 ± 0.50"
     assert cells["last eval at update"] == "450" and cells["updates"] == "460"
+
+
+def test_each_variant_label_is_the_default_exp_name_in_words():
+    """Two runs share a curve exactly when they would share a default exp name, and every label starts with a
+    variant that has its place and colour (A2C, MG, MG + outer critic, BMG, BMG + outer critic)."""
+    import common_run
+
+    pairs = set()  # (environment, default exp name, label)
+    for script, meta_lr, outer_critic, true_value, normalize in itertools.product(
+        ("mg_chain.py", "bmg_chain.py", "mg_snake.py", "bmg_snake.py"), (0, 0.1), *[(False, True)] * 3
+    ):
+        args = {"script": script, "meta_lr": meta_lr, "outer_critic": outer_critic, "normalize_advantage": normalize}
+        if "chain" in script:
+            args["true_value"] = true_value
+        options = SimpleNamespace(**{"true_value": True, **args})
+        pairs.add((script.split("_")[1], common_run.default_exp_name(options, script), plot.variant_name(args)))
+        assert plot.variant_name(args).split(",")[0] in plot.VARIANT_ORDER
+    names, labels = {(env, name) for env, name, _ in pairs}, {(env, label) for env, _, label in pairs}
+    assert len(pairs) == len(names) == len(labels) == 5 * 2 * 2 + 5 * 2  # chain: 5 variants × 2 critics × 2; Snake: 5 × 2
 
 
 def test_chain_draws_the_exact_expected_return(tmp_path):
