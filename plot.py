@@ -191,8 +191,13 @@ def variant_key(name):
 def group_runs(runs):
     """{variant: (args of its first run, [per-seed metric dicts])}, seeds pooled over runs."""
     variants = {}
+    # A2C runs at several fixed γ (e.g. MinAtar's 0.8 and 0.99) are several curves: their γ joins the name.
+    a2c_gammas = {args["gamma_init"] for _, args, _ in runs if args["meta_lr"] == 0}
     for _, args, seeds in runs:
-        variants.setdefault(variant_name(args), (args, []))[1].extend(seeds)
+        name = variant_name(args)
+        if args["meta_lr"] == 0 and len(a2c_gammas) > 1:
+            name += f", γ = {args['gamma_init']:g}"
+        variants.setdefault(name, (args, []))[1].extend(seeds)
     for name, (_, seeds) in variants.items():
         ends = sorted({int(s["update"][-1]) for s in seeds})
         if len(ends) > 1:
@@ -297,7 +302,11 @@ def reference_curve(reference, name, metric):
 
 # --- The figure ---
 def style(name):
-    """A colour per variant: the biased methods warm, the outer-critic ones cool, as the paper's; BMG dashed."""
+    """A colour per variant: the biased methods warm, the outer-critic ones cool, as the paper's; BMG dashed;
+    A2C grey, darker the higher its fixed γ when there are several."""
+    if name.startswith("A2C, γ = "):
+        gamma = float(name.split(" = ")[1].split(",")[0])
+        return {"color": f"{min(0.7, 3 * (1 - gamma)):.2f}", "linestyle": "-"}
     return {"color": COLORS.get(name.split(",")[0], "0.45"), "linestyle": "--" if name.startswith("BMG") else "-"}
 
 

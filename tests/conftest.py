@@ -149,6 +149,7 @@ def write_snake_run(
     eval_every=150,
     eval_bonus=None,
     offsets=None,
+    gamma_init=0.8,
 ):
     """A run directory as mg_snake.py writes it, with evaluations every `eval_every` updates
     (return u / 100 + seed at update u, plus eval_bonus[i] for the i-th seed); offsets[metric][i] is
@@ -169,7 +170,7 @@ def write_snake_run(
         "outer_critic": outer_critic,
         "normalize_advantage": False,
         "meta_lr": meta_lr,
-        "gamma_init": 0.8,
+        "gamma_init": gamma_init,
     }
     (run_dir / "args.json").write_text(json.dumps(args))
     eval_names = ["eval/episodic_return", "eval/episodic_return_greedy", "eval/episodic_length", "eval/global_step"]
@@ -187,7 +188,7 @@ def write_snake_run(
     for end in range(log_every, updates + 1, log_every):
         evaluated = [u for u in range(end - log_every + 1, end + 1) if u % eval_every == 0]
         for seed in seeds:
-            gamma = gamma_at(end, outer_critic) if meta_lr else 0.8
+            gamma = gamma_at(end, outer_critic) if meta_lr else gamma_init
             row = [seed, end * SNAKE_BATCH, 1 + end / 1000, gamma, 0.0 if outer_critic else 0.4, 0.4, 0.0]
             if evaluated:  # the return of the evaluation at update u: u / 100 + seed (+ the bonus)
                 u = evaluated[-1]

@@ -149,6 +149,19 @@ def test_each_variant_label_is_the_default_exp_name_in_words():
     assert len(pairs) == len(names) == len(labels) == 5 * 2 * 2 + 5 * 2  # chain: 5 variants × 2 critics × 2; Snake: 5 × 2
 
 
+def test_a2c_at_several_fixed_gammas_is_a_curve_per_gamma(tmp_path):
+    write_snake_run(tmp_path / "a", "a2c_g0.8", meta_lr=0, gamma_init=0.8)
+    write_snake_run(tmp_path / "a", "a2c_g0.99", meta_lr=0, gamma_init=0.99)
+    write_snake_run(tmp_path / "a", "mg", seeds=(2, 3))
+    _, variants = plot.load_runs([str(tmp_path / "a")])
+    assert list(variants) == ["A2C, γ = 0.8", "A2C, γ = 0.99", "MG"]
+    assert {float(seed["meta/gamma"][-1]) for seed in variants["A2C, γ = 0.99"][1]} == {0.99}
+    assert plot.style("A2C, γ = 0.99")["color"] != plot.style("A2C, γ = 0.8")["color"]
+    write_snake_run(tmp_path / "b", "a2c_snake", meta_lr=0)  # one fixed γ: the plain A2C, the reference's
+    write_snake_run(tmp_path / "b", "mg")
+    assert list(plot.load_runs([str(tmp_path / "b")])[1]) == ["A2C", "MG"]
+
+
 def test_chain_draws_the_exact_expected_return(tmp_path):
     run_dir = write_chain_run(tmp_path, "mg_chain")
     variants = plot.group_runs([(run_dir, *plot.load_run(run_dir))])
