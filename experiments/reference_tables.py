@@ -1,8 +1,9 @@
-"""The README's tables beside the paper and the reference implementation, from the runs' metrics.csv.
+"""The docs' tables beside the paper and the reference implementation, from the runs' metrics.csv.
 
     python experiments/reference_tables.py runs/chain_<time>                                  # the chain: the paper's side
     python experiments/reference_tables.py runs/snake_early_<time> --at-updates 438 584 1460  # Snake: beside the reference
-    python experiments/reference_tables.py runs/snake_7500_<time> --at-updates 1460 7446 --out runs/snake_7500_<time>/snake_7500.md
+    python experiments/reference_tables.py docs/data/fig3 --at-updates 1460 7446 14600 29346 --out fig3.md  # a file too
+    python experiments/reference_tables.py runs/minatar_breakout --reference none                  # no reference: ours alone
 
 The runs are found and grouped into variants as plot.py does (plot.load_runs). The tables (markdown, on
 stdout, and with --out in that file too):
