@@ -37,6 +37,7 @@ REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "docs", "da
 VARIANT_ORDER = ["A2C", "MG", "MG + outer critic", "BMG", "BMG + outer critic"]
 REFERENCE_VARIANTS = {"A2C": "A2C", "MG": "MG", "MG + outer critic": "MG+oc", "BMG": "BMG", "BMG + outer critic": "BMG+oc"}
 COLORS = {"MG": "tab:red", "MG + outer critic": "tab:blue", "BMG": "tab:orange", "BMG + outer critic": "tab:cyan"}  # A2C grey
+SNAKE = "Snake-6x6-v0"  # common_envs.SNAKE_ENV_ID: the Snake scripts' default --env-id (older args.json lack it)
 RUN_EXAMPLE = "runs/<env>__<exp_name>__<seed>__<time>"  # the folder a plain run of a script makes
 # The parts of a default exp name (mg_chain_oc_learned) in the words of the figures and tables.
 NAME_WORDS = {
@@ -128,7 +129,15 @@ def read_metrics(run_dir):
 
 
 def environment(args):
-    return "chain" if "chain" in args.get("script", "") or "mapping_seed" in args else "snake"
+    """ "chain", or the Snake scripts' --env-id: Snake-6x6-v0 or a MinAtar game."""
+    return "chain" if "chain" in args.get("script", "") or "mapping_seed" in args else args.get("env_id", SNAKE)
+
+
+def eval_games(env):
+    """Games per evaluation of the Snake scripts on `env` (sampled, and as many greedy)."""
+    import common_envs  # here, not at the top: it imports JAX, which read_metrics' users do without
+
+    return common_envs.SNAKE_EVAL_GAMES if env == SNAKE else common_envs.MINATAR_EVAL_GAMES
 
 
 def steps_per_batch(args):
@@ -219,7 +228,7 @@ def load_runs(paths):
     envs = Counter(environment(args) for _, args, _ in runs)
     if len(envs) > 1:
         fail(
-            f"the runs mix the Discounting Chain ({envs['chain']} runs) and Snake ({envs['snake']} runs); "
+            f"the runs mix environments ({', '.join(f'{env}: {n} runs' for env, n in sorted(envs.items()))}); "
             f"plot each environment on its own, e.g. python plot.py {RUN_EXAMPLE}"
         )
     mapping_seeds = sorted({args["mapping_seed"] for _, args, _ in runs if "mapping_seed" in args})
@@ -331,9 +340,10 @@ def panels(env, variants, window):
         if any(a.get("normalize_advantage") for a, _ in variants.values()):  # Figure 6: centred by construction
             names.append(("meta/outer_advantage", "normalised outer advantage, batch mean" + mean))
     else:
+        games = eval_games(env)
         names += [
-            ("eval/episodic_return", "evaluation return (512 games, sampled actions)"),
-            ("eval/episodic_return_greedy", "evaluation return (512 games, greedy)"),
+            ("eval/episodic_return", f"evaluation return ({games} games, sampled actions)"),
+            ("eval/episodic_return_greedy", f"evaluation return ({games} games, greedy)"),
             ("meta/outer_advantage_inner_critic", "outer-loss advantage with V^γ (inner head)" + mean),
             ("meta/outer_advantage_outer_critic", "outer-loss advantage with V^γ′ (outer head)" + mean),
             ("charts/episodic_return", "training-episode return"),
@@ -385,7 +395,8 @@ def plot(variants, env, options, reference):
         axes[len(metric_panels)].legend(legend.values(), legend.keys(), loc="center", fontsize=8, frameon=False)
     else:
         fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(3, len(legend)), fontsize=8, frameon=False)
-    fig.suptitle(options.title or f"{'Discounting Chain' if env == 'chain' else 'Snake 6×6'}: mean ± std over seeds")
+    title = {"chain": "Discounting Chain", SNAKE: "Snake 6×6"}.get(env, env)
+    fig.suptitle(options.title or f"{title}: mean ± std over seeds")
     fig.tight_layout(rect=(0, below / fig.get_figheight(), 1, 1))
     os.makedirs(os.path.dirname(options.out) or ".", exist_ok=True)
     replaced = os.path.exists(options.out)
@@ -427,7 +438,7 @@ def table(variants, env, window):
     if has(variants, "eval/expected_return"):
         del columns["charts/episodic_return"]
     columns = {metric: column for metric, column in columns.items() if has(variants, metric)}
-    evaluated = env == "snake" and has(variants, "eval/episodic_return")
+    evaluated = env != "chain" and has(variants, "eval/episodic_return")
     labels = ["variant", "seeds", "updates", *(label for label, _ in columns.values())]
     rows = []
     for name, (_, seeds) in variants.items():
@@ -445,10 +456,10 @@ def table(variants, env, window):
 
 def reference_for(env, option):
     """The reference's curves to draw: --reference's file, or on Snake the bundled one (auto); None: none."""
-    if option == "none" or (option == "auto" and env == "chain"):
+    if option == "none" or (option == "auto" and env != SNAKE):
         return None
-    if env == "chain":
-        fail("--reference: the reference curves are Snake's, and these are chain runs")
+    if env != SNAKE:
+        fail(f"--reference: the reference curves are Snake's, and these are {env} runs")
     if option == "auto" and not os.path.isfile(REFERENCE):
         print(f"note: no reference curves drawn ({REFERENCE} is missing)", file=sys.stderr)
         return None

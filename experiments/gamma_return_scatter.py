@@ -137,8 +137,8 @@ def main():
     options = tyro.cli(Args)
     check_args(options)
     env, variants = plot.load_runs(options.runs)
-    if env != "snake":
-        plot.fail("these are chain runs: the scatter is of Snake's evaluation returns")
+    if env != plot.SNAKE:
+        plot.fail(f"these are {env} runs: the scatter is of Snake's evaluation returns, beside the reference's")
     if not plot.has(variants, "eval/episodic_return"):
         plot.fail("the runs have no evaluation (--eval-every 0)")
     ours = our_seeds(variants)

@@ -13,7 +13,7 @@ stdout, and with --out in that file too):
   π(chain 0 | s0) still growing over the second half, with it γ ≥ 0.99 with π(paying chain | s0) still
   growing; with the learned critic (--no-true-value), the outer head's error |V̂′(s0) − V^{π,γ′}(s0)|;
 - where a method ran with and without the outer critic on the same seeds (MG and MG + outer critic, BMG
-  and BMG + outer critic): the final evaluation return (Snake: 512 games, sampled actions; chain: the
+  and BMG + outer critic): the final evaluation return (Snake: 512 games, MinAtar: 64, sampled actions; chain: the
   exact expected return) at the last update both evaluated, each seed's difference, their mean ± sample
   std (ddof 1, the spread the paired t-test uses), and the two-sided p-values of Welch's t-test and of
   the paired t-test (scipy.stats);
@@ -67,7 +67,7 @@ class Args:
     """also the tables at these updates: γ, the evaluation returns and the outer advantages beside the
     reference's, each seed's values, and with − without the outer critic seed by seed"""
     window: int = -1
-    """γ and the outer advantages as trailing means over this many updates; -1 = the reference's 146 on Snake, 0 on the chain"""
+    """γ and the outer advantages as trailing means over this many updates; -1 = the reference's 146 on Snake, else 0"""
     reference: str = plot.REFERENCE
     """the reference's curves (CSV: variant, metric, update, mean, std, seeds), for Snake; none: no reference"""
     out: str = ""
@@ -78,7 +78,7 @@ def check_args(options):
     if not options.runs:
         fail("give run directories or folders holding them, e.g. python experiments/reference_tables.py runs/")
     if options.window < -1:
-        fail(f"--window must be >= 0 (or -1: 146 on Snake, 0 on the chain), got {options.window}")
+        fail(f"--window must be >= 0 (or -1: 146 on Snake, else 0), got {options.window}")
     if any(u < 0 for u in options.at_updates):
         fail(f"--at-updates must be >= 0, got {min(options.at_updates)}")
     if options.reference != "none" and not os.path.isfile(options.reference):
@@ -141,7 +141,7 @@ class Quantity(NamedTuple):
 def at_updates_quantities(variants, env, window):
     """{the reference's metric: (its column's label, [our quantities beside it])}: γ, the evaluation
     returns and the outer-loss advantage with each head, in the order of the --at-updates tables."""
-    snake = env == "snake"  # Snake evaluates every --eval-every updates, between log points: the nearest one
+    snake = env != "chain"  # Snake (and MinAtar) evaluate every --eval-every updates, between log points: the nearest one
     returns = [
         Quantity("eval/episodic_return", "eval return", ".2f", nearest=True)
         if snake
@@ -175,9 +175,9 @@ def at_updates_table(variants, env, updates, window, reference, groups):
         else 'γ: at the last log point ≤ the update ("at" when it differs)'
     )
     note += (
-        "; evaluation return: ours is the evaluation nearest the update (512 games, sampled actions; "
+        f"; evaluation return: ours is the evaluation nearest the update ({plot.eval_games(env)} games, sampled actions; "
         '"at" the update its policy was at)'
-        if env == "snake"
+        if env != "chain"
         else "; exact expected return at the last log point ≤ the update"
     )
     if "meta/outer_advantage" in groups:
@@ -362,7 +362,7 @@ def difference_cells(order, a, b, fmt):
 def paired_comparisons(pairs, env):
     """Markdown table: each method with the outer critic against without it, seed by seed, at the
     last update both evaluated; "" when no method is there both ways on the same seeds."""
-    quantity = Quantity("eval/episodic_return" if env == "snake" else "eval/expected_return", "", ".2f")
+    quantity = Quantity("eval/expected_return" if env == "chain" else "eval/episodic_return", "", ".2f")
     rows = []
     for method, (with_oc, without) in pairs.items():
         found = paired_values(with_oc, without, quantity)
@@ -385,7 +385,7 @@ def paired_comparisons(pairs, env):
         )
     if not rows:
         return ""
-    what = "evaluation return (512 games, sampled actions)" if env == "snake" else "exact expected return"
+    what = "exact expected return" if env == "chain" else f"evaluation return ({plot.eval_games(env)} games, sampled actions)"
     labels = [
         "comparison",
         "seeds",
@@ -445,8 +445,8 @@ def main():
     check_args(options)
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # nanmean/nanstd of all-NaN columns: shown as —
     env, variants = plot.load_runs(options.runs)
-    reference = plot.load_reference(options.reference) if env == "snake" and options.reference != "none" else None
-    window = options.window if options.window >= 0 else (REFERENCE_EPOCH if env == "snake" else 0)
+    reference = plot.load_reference(options.reference) if env == plot.SNAKE and options.reference != "none" else None
+    window = options.window if options.window >= 0 else (REFERENCE_EPOCH if env == plot.SNAKE else 0)
     pairs = outer_critic_pairs(variants)
     tables = [with_note(plot.table(variants, env, window), f"Each variant's last log point, {POPULATION}")]
     if env == "chain":

@@ -150,11 +150,12 @@ def write_snake_run(
     eval_bonus=None,
     offsets=None,
     gamma_init=0.8,
+    env_id="Snake-6x6-v0",
 ):
     """A run directory as mg_snake.py writes it, with evaluations every `eval_every` updates
     (return u / 100 + seed at update u, plus eval_bonus[i] for the i-th seed); offsets[metric][i] is
     added to every log point's `metric` of the i-th seed."""
-    run_dir = folder / f"Snake-6x6-v0__{exp_name}__{seeds[0]}__1"
+    run_dir = folder / f"{env_id}__{exp_name}__{seeds[0]}__1"
     run_dir.mkdir(parents=True)
     args = {
         "script": script,
@@ -171,6 +172,7 @@ def write_snake_run(
         "normalize_advantage": False,
         "meta_lr": meta_lr,
         "gamma_init": gamma_init,
+        "env_id": env_id,
     }
     (run_dir / "args.json").write_text(json.dumps(args))
     eval_names = ["eval/episodic_return", "eval/episodic_return_greedy", "eval/episodic_length", "eval/global_step"]

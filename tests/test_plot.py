@@ -80,11 +80,14 @@ def test_runs_found_at_any_depth_dead_runs_skipped_unequal_budgets_noted(tmp_pat
     assert not (tmp_path / "dead.png").exists()
 
 
-def test_chain_and_snake_runs_together_are_refused(tmp_path):
+def test_runs_of_different_environments_together_are_refused(tmp_path):
     write_snake_run(tmp_path / "runs", "mg_snake")
     write_chain_run(tmp_path / "runs", "mg_chain")
+    assert_one_line_error(run_plot(tmp_path / "runs", "--out", tmp_path / "f.png"), "chain: 1 runs", "Snake-6x6-v0: 1 runs")
+    write_snake_run(tmp_path / "minatar", "mg", env_id="Breakout-MinAtar")
+    write_snake_run(tmp_path / "minatar", "mg_oc", outer_critic=True, env_id="Freeway-MinAtar")
     assert_one_line_error(
-        run_plot(tmp_path / "runs", "--out", tmp_path / "f.png"), "Discounting Chain (1 runs)", "Snake (1 runs)"
+        run_plot(tmp_path / "minatar", "--out", tmp_path / "f.png"), "Breakout-MinAtar: 1", "Freeway-MinAtar: 1"
     )
     # The reference curves are Snake's.
     chain_run = write_chain_run(tmp_path / "chain", "mg_chain")
@@ -96,7 +99,7 @@ def test_evaluation_return_is_drawn_at_its_updates_and_in_the_table(tmp_path):
     run_dir = write_snake_run(tmp_path, "mg_snake_oc", outer_critic=True, updates=470)
     variants = plot.group_runs([(run_dir, *plot.load_run(run_dir))])
     options = plot.Args(runs=(str(run_dir),), out=str(tmp_path / "f.png"), mark_updates=(438,))
-    figure = plot.plot(variants, "snake", options, plot.load_reference(REFERENCE_CSV))
+    figure = plot.plot(variants, plot.SNAKE, options, plot.load_reference(REFERENCE_CSV))
     panels = {ax.get_title(): ax for ax in figure.axes}
     assert "training-episode return" in panels
     ours, reference = panels["evaluation return (512 games, sampled actions)"].get_lines()[:2]
@@ -122,7 +125,7 @@ def test_evaluation_return_is_drawn_at_its_updates_and_in_the_table(tmp_path):
         "MG + outer critic (2 seeds)",
         "dotted: the reference implementation (10 seeds)",
     ]
-    table = plot.table(variants, "snake", 0)
+    table = plot.table(variants, plot.SNAKE, 0)
     header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
     (row,) = markdown_rows(table, "MG + outer critic")
     cells = dict(zip(header, row))
@@ -160,6 +163,15 @@ def test_a2c_at_several_fixed_gammas_is_a_curve_per_gamma(tmp_path):
     write_snake_run(tmp_path / "b", "a2c_snake", meta_lr=0)  # one fixed γ: the plain A2C, the reference's
     write_snake_run(tmp_path / "b", "mg")
     assert list(plot.load_runs([str(tmp_path / "b")])[1]) == ["A2C", "MG"]
+
+
+def test_a_minatar_game_has_its_own_evaluation_and_no_reference(tmp_path):
+    write_snake_run(tmp_path, "mg_oc", outer_critic=True, env_id="Freeway-MinAtar")
+    env, variants = plot.load_runs([str(tmp_path)])
+    assert env == "Freeway-MinAtar" and plot.reference_for(env, "auto") is None
+    titles = dict(plot.panels(env, variants, 0))
+    assert titles["eval/episodic_return"] == "evaluation return (64 games, sampled actions)"
+    assert plot.panels(plot.SNAKE, variants, 0)[1][1] == "evaluation return (512 games, sampled actions)"
 
 
 def test_chain_draws_the_exact_expected_return(tmp_path):
@@ -207,14 +219,14 @@ def test_a_single_log_point_or_evaluation_is_drawn_as_a_marker(tmp_path):
     # One log point and one evaluation, both at update 20.
     short = write_snake_run(tmp_path, "mg_snake", updates=20, log_every=20, eval_every=20)
     variants = plot.group_runs([(short, *plot.load_run(short))])
-    figure = plot.plot(variants, "snake", plot.Args(runs=(str(short),), out=str(tmp_path / "f.png")), None)
+    figure = plot.plot(variants, plot.SNAKE, plot.Args(runs=(str(short),), out=str(tmp_path / "f.png")), None)
     lines = {ax.get_title().split("\n")[0]: ax.get_lines()[0] for ax in figure.axes if ax.get_lines()}
     for title in ("discount γ", "evaluation return (512 games, sampled actions)", "training-episode return"):
         assert len(lines[title].get_xdata()) == 1 and lines[title].get_marker() == "o", title
     # A curve of several points stays a line without markers.
     longer = write_snake_run(tmp_path / "long", "mg_snake", updates=100, log_every=20, eval_every=150)
     variants = plot.group_runs([(longer, *plot.load_run(longer))])
-    figure = plot.plot(variants, "snake", plot.Args(runs=(str(longer),), out=str(tmp_path / "g.png")), None)
+    figure = plot.plot(variants, plot.SNAKE, plot.Args(runs=(str(longer),), out=str(tmp_path / "g.png")), None)
     gamma = next(ax for ax in figure.axes if ax.get_title() == "discount γ").get_lines()[0]
     assert len(gamma.get_xdata()) == 5 and gamma.get_marker() in ("None", "", None)
 
