@@ -1,5 +1,6 @@
 """Environment facts shared by the four scripts: construction, auto-reset with episode
-bookkeeping, and the Discounting Chain's true value function.
+bookkeeping, the Discounting Chain's true value function, the evaluation of a Snake or MinAtar
+policy, and Conv2x2, the convolution that reads their grids (written for speed on a CPU).
 
 Every environment here is batched over `num_envs` and exposes the same two pure functions,
 so the training scripts differ only in which one they build:
@@ -12,8 +13,10 @@ already reset and `next_obs` is the first observation of the next episode. `info
 the return and length of the episodes that ended at this step (zero elsewhere).
 """
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -161,6 +164,30 @@ SNAKE_NUM_ROWS = SNAKE_NUM_COLS = 6
 SNAKE_TIME_LIMIT = 500  # the paper's; jumanji's default is 4000
 SNAKE_NUM_ACTIONS = 4  # up, right, down, left
 SNAKE_OBS_SHAPE = (SNAKE_NUM_ROWS, SNAKE_NUM_COLS, 5)
+
+
+class Conv2x2(nn.Module):
+    """nn.Conv(features, (2, 2), strides=stride, padding="SAME", kernel_init=kernel_init), the same numbers
+    (tests/test_snake.py) computed as one matmul over 2×2 patches: under the scripts' vmap over seeds,
+    nn.Conv becomes a grouped convolution, slow on CPU; a batched matmul is not."""
+
+    features: int
+    stride: int  # 1 or 2
+    kernel_init: Callable
+
+    @nn.compact
+    def __call__(self, x):  # [..., H, W, C]
+        *batch, height, width, channels = x.shape
+        kernel = self.param("kernel", self.kernel_init, (2, 2, channels, self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        if self.stride == 2:  # H, W even: SAME pads nothing and the patches do not overlap
+            patches = x.reshape(*batch, height // 2, 2, width // 2, 2, channels).swapaxes(-4, -3)
+        else:  # SAME with an even kernel pads one row at the bottom and one column on the right
+            x = jnp.pad(x, [(0, 0)] * len(batch) + [(0, 1), (0, 1), (0, 0)])
+            rows = [[x[..., i : i + height, j : j + width, :] for j in (0, 1)] for i in (0, 1)]
+            patches = jnp.stack([jnp.stack(row, axis=-2) for row in rows], axis=-3)
+        # patches: [..., H / stride, W / stride, 2, 2, C]
+        return jnp.einsum("...hwijc,ijcf->...hwf", patches, kernel) + bias
 
 
 def snake_game():

@@ -92,35 +92,14 @@ def gamma_inverse(gamma):
 HAIKU_INIT = nn.initializers.variance_scaling(0.87962566103423978**2, "fan_in", "truncated_normal")
 
 
-class Conv2x2(nn.Module):
-    """nn.Conv(features, (2, 2), strides=stride, padding="SAME") as one matmul over 2×2 patches: under a
-    vmap over seeds nn.Conv becomes a grouped convolution, slow on CPU; a batched matmul is not."""
-
-    features: int
-    stride: int  # 1 or 2
-
-    @nn.compact
-    def __call__(self, x):  # [..., H, W, C]
-        *batch, height, width, channels = x.shape
-        kernel = self.param("kernel", HAIKU_INIT, (2, 2, channels, self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        if self.stride == 2:  # H, W even: SAME pads nothing and the patches do not overlap
-            patches = x.reshape(*batch, height // 2, 2, width // 2, 2, channels).swapaxes(-4, -3)
-        else:  # SAME with an even kernel pads one row at the bottom and one column on the right
-            x = jnp.pad(x, [(0, 0)] * len(batch) + [(0, 1), (0, 1), (0, 0)])
-            rows = [[x[..., i : i + height, j : j + width, :] for j in (0, 1)] for i in (0, 1)]
-            patches = jnp.stack([jnp.stack(row, axis=-2) for row in rows], axis=-3)
-        # patches: [..., H / stride, W / stride, 2, 2, C]
-        return jnp.einsum("...hwijc,ijcf->...hwf", patches, kernel) + bias
-
-
 class Torso(nn.Module):
-    """Conv(32, 2×2, stride 2) → ReLU → Conv(32, 2×2, stride 1) → ReLU → flatten: 6×6×5 → 288 features (MinAtar 10×10 → 800)."""
+    """Conv(32, 2×2, stride 2) → ReLU → Conv(32, 2×2, stride 1) → ReLU → flatten: 6×6×5 → 288 features (MinAtar 10×10 → 800).
+    common_envs.Conv2x2 is nn.Conv(padding="SAME"), written as a matmul that stays fast on CPU under the vmap over seeds."""
 
     @nn.compact
     def __call__(self, obs):
-        x = nn.relu(Conv2x2(32, stride=2)(obs))
-        x = nn.relu(Conv2x2(32, stride=1)(x))
+        x = nn.relu(common_envs.Conv2x2(32, stride=2, kernel_init=HAIKU_INIT)(obs))
+        x = nn.relu(common_envs.Conv2x2(32, stride=1, kernel_init=HAIKU_INIT)(x))
         return x.reshape(*x.shape[:-3], -1)
 
 

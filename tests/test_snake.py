@@ -106,7 +106,7 @@ def test_gae_gradient_in_gamma_matches_finite_difference():
 @pytest.mark.parametrize("stride, shape", [(2, (6, 6, 5)), (1, (3, 3, 32))])
 def test_patch_convolution_equals_nn_conv(stride, shape):
     x = jax.random.normal(jax.random.PRNGKey(0), (4, 3, *shape))  # two batch dimensions
-    ours = mg_snake.Conv2x2(32, stride=stride)
+    ours = common_envs.Conv2x2(32, stride=stride, kernel_init=mg_snake.HAIKU_INIT)
     conv = nn.Conv(32, (2, 2), strides=stride, padding="SAME", kernel_init=mg_snake.HAIKU_INIT)
     params = conv.init(jax.random.PRNGKey(1), x)
     # The same parameters, initialised identically.
