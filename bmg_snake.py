@@ -324,10 +324,9 @@ def make_train(args: Args):
             "episodes/count": sum(jnp.sum(b.traj.done) for b in batches).astype(jnp.float32),
             "finite": jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in leaves])),
         }
-        if args.eval_every:
+        if args.eval_every:  # nan at the updates not evaluated
             evaluated = (update_index + 1) % args.eval_every == 0
-            no_eval = common_envs.no_evaluation
-            metrics |= jax.lax.cond(evaluated, evaluate, no_eval, runner.params["actor"], update_index + 1)
+            metrics |= jax.lax.cond(evaluated, evaluate, common_envs.no_evaluation, runner.params["actor"], update_index + 1)
         return metrics
 
     def update(runner: RunnerState, update_index):
@@ -365,9 +364,9 @@ def make_train(args: Args):
             runner.meta_params, runner.params, runner.opt_state, inner_batch, inner_values
         )
         runner = runner._replace(params=new_params, opt_state=new_opt_state, env_state=env_state, obs=obs)
-        no_outer_loss = {name: jnp.nan for name in ("losses/meta_loss", "meta/outer_advantage")}
-        no_outer_loss |= {f"meta/outer_advantage_{head}": jnp.nan for head in ("inner_critic", "outer_critic")}
-        return runner, metrics | no_outer_loss | diagnostics(runner, jnp.zeros(()), [inner_batch], update_index)
+        # The meta-update's metrics that A2C lacks (its outer loss, meta-loss, ...) are nan: the log has the same columns.
+        no_meta_update = {name: jnp.nan for name in jax.eval_shape(update, runner, update_index)[1]}
+        return runner, no_meta_update | metrics | diagnostics(runner, jnp.zeros(()), [inner_batch], update_index)
 
     def train(runner: RunnerState, update_indices):
         """Runs the updates `update_indices` (a chunk) for one seed; returns stacked metrics."""

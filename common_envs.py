@@ -295,7 +295,6 @@ def _evaluate(game, n, policy_logits, updates_done):
         "eval/episodic_return": jnp.mean(episode_return[:n]),
         "eval/episodic_return_greedy": jnp.mean(episode_return[n:]),
         "eval/episodic_length": jnp.mean(episode_length[:n].astype(jnp.float32)),
-        "eval/updates_done": updates_done,
     }
 
 
@@ -305,8 +304,8 @@ def fold_eval_key(updates_done):
 
 
 def no_evaluation(policy_logits, updates_done):
-    """What an evaluator returns for an update that is not evaluated (eval/updates_done = −1)."""
-    return {name: jnp.nan for name in EVAL_METRICS} | {"eval/updates_done": jnp.int32(-1)}
+    """The evaluation's metrics at an update that is not evaluated: nan (the log keeps the chunk's last evaluation)."""
+    return {name: jnp.nan for name in EVAL_METRICS}
 
 
 # ---------------------------------------------------------------------------------------
@@ -389,7 +388,6 @@ def minatar_evaluator(env_id, num_games=MINATAR_EVAL_GAMES):
             "eval/episodic_return": jnp.mean(episode_return[:num_games]),
             "eval/episodic_return_greedy": jnp.mean(episode_return[num_games:]),
             "eval/episodic_length": jnp.mean(episode_length[:num_games]),
-            "eval/updates_done": updates_done,
         }
 
     return evaluate

@@ -308,7 +308,9 @@ class Run:
     def log(self, updates_done, metrics, last_value_metrics, eval_metrics=()):
         """One log point from a chunk's metrics: each seed's row (`summarize`, with the speed and every environment
         step taken) to metrics.csv, TensorBoard and W&B, and the progress line."""
-        rows = [summarize(metrics, i, self.steps_per_batch, last_value_metrics, eval_metrics) for i in self.indices]
+        rows = [
+            summarize(metrics, i, updates_done, self.steps_per_batch, last_value_metrics, eval_metrics) for i in self.indices
+        ]
         global_step = updates_done * self.steps_per_batch  # inner-batch steps of one seed (the paper's x-axis)
         elapsed = time.time() - self.start_time
         sps = (updates_done - self.start_updates) * self.steps_per_batch / elapsed
@@ -430,24 +432,33 @@ def write_checkpoint(run_dir, script, args, seeds, updates_done, runner):
 # ----------------------------------------------------------------------------------------------------
 # Logs: metrics.csv, TensorBoard, Weights & Biases
 # ----------------------------------------------------------------------------------------------------
-def summarize(metrics, seed_index, steps_per_batch, last_value_metrics, eval_metrics=()):
-    """One log point of one seed from a chunk's stacked metrics (numpy, [seeds, updates]): the mean return
-    and length of the training episodes that ended (nan if none did), each metric's chunk mean (or last
-    value), and, for evaluations made every K updates (`eval_metrics`, marked by eval/updates_done ≥ 0),
-    the chunk's last one at the step of the policy it scored (eval/global_step; nan if the chunk held none)."""
+def summarize(metrics, seed_index, updates_done, steps_per_batch, last_value_metrics, eval_metrics=()):
+    """One log point of one seed from a chunk's metrics (numpy, [seeds, updates]), the chunk ending after
+    `updates_done` updates. A metric a variant lacks is nan in every update (the script fills it), and so here.
+    - charts/episodic_return and _length: the mean over the training episodes that ended in the chunk, from
+      each update's episodes/return_sum, episodes/length_sum and episodes/count (nan if none ended);
+    - a metric of `last_value_metrics`: its last value, the state after the chunk;
+    - the evaluation's metrics (`eval_metrics`, nan at the updates not evaluated; absent when it is off): the
+      chunk's last evaluation, and eval/global_step, the step of the policy it scored (nan if none);
+    - every other metric: its mean over the chunk."""
     this_seed = {name: values[seed_index] for name, values in metrics.items()}
     count = this_seed["episodes/count"].sum()
     row = {
-        f"charts/episodic_{x}": this_seed[f"episodes/{x}_sum"].sum() / count if count else np.nan for x in ("return", "length")
+        "charts/episodic_return": this_seed["episodes/return_sum"].sum() / count if count else np.nan,
+        "charts/episodic_length": this_seed["episodes/length_sum"].sum() / count if count else np.nan,
     }
+    eval_metrics = [name for name in eval_metrics if name in this_seed]
     for name, values in this_seed.items():
-        if not name.startswith("episodes/") and name not in (*eval_metrics, "eval/updates_done", "finite"):
-            row[name] = values[-1] if name in last_value_metrics else values.mean()
+        if name.startswith("episodes/") or name in eval_metrics or name == "finite":
+            continue
+        row[name] = values[-1] if name in last_value_metrics else values.mean()
     if eval_metrics:
-        evaluated = np.flatnonzero(this_seed["eval/updates_done"] >= 0)
+        evaluated = np.flatnonzero(~np.isnan(this_seed[eval_metrics[0]]))
         last = evaluated[-1] if len(evaluated) else None
-        row |= {name: np.nan if last is None else this_seed[name][last] for name in eval_metrics}
-        row["eval/global_step"] = np.nan if last is None else int(this_seed["eval/updates_done"][last]) * steps_per_batch
+        for name in eval_metrics:
+            row[name] = np.nan if last is None else this_seed[name][last]
+        chunk_start = updates_done - len(this_seed[eval_metrics[0]])
+        row["eval/global_step"] = np.nan if last is None else int(chunk_start + last + 1) * steps_per_batch
     return row
 
 

@@ -357,10 +357,9 @@ def make_train(args: Args):
             runner.meta_params, runner.params, runner.opt_state, inner_batch, inner_values
         )
         runner = runner._replace(params=new_params, opt_state=new_opt_state, env_state=env_state, obs=obs)
-        no_outer_loss = {name: jnp.nan for name in ("losses/meta_loss", "meta/outer_advantage", "meta/outer_advantage_s0")}
-        no_outer_loss |= {f"meta/outer_advantage_{head}": jnp.nan for head in ("inner_critic", "outer_critic")}
-        no_outer_loss |= {name: jnp.nan for name in (BIAS_METRICS if args.measure_bias else ())}
-        return runner, metrics | no_outer_loss | diagnostics(runner, jnp.zeros(()), [inner_batch])
+        # The meta-update's metrics that A2C lacks (its outer loss, meta-loss, ...) are nan: the log has the same columns.
+        no_meta_update = {name: jnp.nan for name in jax.eval_shape(update, runner, update_index)[1]}
+        return runner, no_meta_update | metrics | diagnostics(runner, jnp.zeros(()), [inner_batch])
 
     def train(runner: RunnerState, update_indices):
         """Runs the updates `update_indices` (a chunk) for one seed; returns stacked metrics."""

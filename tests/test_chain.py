@@ -266,7 +266,7 @@ def test_sign_agreement_is_the_fraction_of_a_chunks_updates():
     metrics = measured_updates("mg_chain", outer_critic=True)
     same_sign = np.sign(metrics["meta/meta_grad_inner_head"]) == np.sign(metrics["meta/meta_grad_exact"])
     np.testing.assert_array_equal(metrics["meta/sign_agreement_inner_head"], same_sign.astype(np.float32))
-    row = common_run.summarize({k: v[None] for k, v in metrics.items()}, 0, 1600, mg_chain.LAST_VALUE_METRICS)
+    row = common_run.summarize({k: v[None] for k, v in metrics.items()}, 0, 3, 1600, mg_chain.LAST_VALUE_METRICS)
     assert row["meta/sign_agreement_inner_head"] == pytest.approx(same_sign.mean())
 
 

@@ -93,7 +93,7 @@ def test_evaluation_plays_the_same_games_sampled_and_greedy_and_replays_independ
     right = lambda obs: jnp.where(jnp.arange(3) == 2, 50.0, -50.0) * jnp.ones((obs.shape[0], 1))
     metrics = jax.jit(evaluate, static_argnums=0)(right, 150)
     assert float(metrics["eval/episodic_return"]) == float(metrics["eval/episodic_return_greedy"])
-    assert int(metrics["eval/updates_done"]) == 150
+    assert set(metrics) == set(common_envs.EVAL_METRICS)  # the metrics no_evaluation makes nan at the other updates
     # Replayed game by game with gymnax's own (auto-resetting) step, stopped at the first end.
     reset_key, _, env_key = jax.random.split(common_envs.fold_eval_key(150), 3)
     returns, lengths = [], []
