@@ -139,7 +139,7 @@ def update_flops(module, args, max_unroll=16):
 
     # The timed chunks evaluate nothing (their updates come before the first evaluation): neither does this one.
     no_eval = {"eval_every": 0} if hasattr(args, "eval_every") else {}
-    fns = module.make_train(dataclasses.replace(args, num_seeds=1, **no_eval))
+    fns = module.make_train(dataclasses.replace(args, num_seeds=1, **no_eval), all_parts=True)
     runner = jax.jit(fns.init)(0)
 
     def count(unroll):
@@ -173,7 +173,7 @@ def time_training(module, args, num_seeds, updates, repeats):
     import jax
     import jax.numpy as jnp
 
-    fns = module.make_train(args)
+    fns = module.make_train(args, all_parts=True)
     runner = jax.jit(jax.vmap(fns.init))(jnp.arange(num_seeds))
     train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)), donate_argnums=0)
     chunk = jnp.arange(updates)
@@ -198,7 +198,7 @@ def time_environment(module, args, num_seeds, updates, repeats):
     import jax
     import jax.numpy as jnp
 
-    fns = module.make_train(args)
+    fns = module.make_train(args, all_parts=True)
 
     def rollouts(runner):
         # Zero policy parameters make the policy uniform: actions cost what they cost in training.

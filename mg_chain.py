@@ -153,12 +153,8 @@ def normalize(x):
     return (x - mean) * jax.lax.rsqrt(var + 1e-5)
 
 
-# What --measure-bias logs: each a chunk mean, so a sign agreement is the fraction of the chunk's updates.
-BIAS_METRICS = ("meta/meta_grad_exact", "meta/meta_grad_inner_head", "meta/meta_grad_outer_head")
-BIAS_METRICS += ("meta/sign_agreement_inner_head", "meta/sign_agreement_outer_head")
-
-
-def make_train(args: Args):
+def make_train(args: Args, all_parts=False):
+    """init(seed) → runner and train(runner, update_indices) → (runner, stacked metrics), one seed each (main vmaps them)."""
     env = common_envs.make_chain(args.mapping_seed, args.num_envs)
     num_steps = common_envs.CHAIN_EPISODE_LENGTH  # one aligned episode per rollout
     rewards = common_envs.chain_rewards(args.mapping_seed)
@@ -365,11 +361,11 @@ def make_train(args: Args):
         """Runs the updates `update_indices` (a chunk) for one seed; returns stacked metrics."""
         return jax.lax.scan(a2c_update if args.meta_lr == 0 else update, runner, update_indices)
 
-    # main uses init, train and steps_per_batch; the tests check the other parts one by one.
-    parts = (init, train, rollout, baseline_values, inner_loss, inner_update, inner_update_and_vjp, outer_loss)
-    parts += (meta_loss_grad, meta_gradient_bias, pi_s0)
-    steps_per_batch = num_steps * args.num_envs
-    return SimpleNamespace(**{f.__name__: f for f in parts}, meta_optimizer=meta_optimizer, steps_per_batch=steps_per_batch)
+    steps_per_batch = num_steps * args.num_envs  # env steps of one seed's batch (global_step counts the inner ones)
+    batches_per_update = 1 if args.meta_lr == 0 else 2  # A2C: the inner batch; MG: inner and outer
+    if all_parts:  # for the tests and tools, which check and time the parts one by one: every name above
+        return SimpleNamespace(**locals())
+    return init, train, steps_per_batch, batches_per_update
 
 
 # =====================================================================================================
@@ -397,20 +393,20 @@ def arg_rules(args: Args):
 
 def main():
     args, checkpoint = common_run.parse_args(Args, SCRIPT, arg_rules)
-    train_fns = make_train(args)
-    batches_per_update = 1 if args.meta_lr == 0 else 2  # A2C has no outer batch
-    with common_run.Run(args, SCRIPT, ENV_ID, checkpoint, train_fns.steps_per_batch, batches_per_update) as run:
-        runner = jax.jit(jax.vmap(train_fns.init))(jnp.asarray(run.seeds))
+    init, train, steps_per_batch, batches_per_update = make_train(args)
+    with common_run.Run(args, SCRIPT, ENV_ID, checkpoint, steps_per_batch, batches_per_update) as run:
+        runner = jax.jit(jax.vmap(init))(jnp.asarray(run.seeds))
         runner, updates_done = common_run.restore(checkpoint, runner)
         runner = common_run.split_seeds(runner)
         # The runner is donated: each chunk updates it in place (the old one is never read again).
-        train = jax.jit(jax.vmap(train_fns.train, in_axes=(0, None)), donate_argnums=0)
+        train_chunk = jax.jit(jax.vmap(train, in_axes=(0, None)), donate_argnums=0)
         chunk_size = min(args.log_every, args.num_updates)
-        compiled = run.compile(train, runner, chunk_size)
+        compiled = run.compile(train_chunk, runner, chunk_size)
         run.start(updates_done)
         while run.keep_going(updates_done):
             chunk = jnp.arange(updates_done, min(updates_done + chunk_size, args.num_updates))
-            runner, metrics = (compiled if len(chunk) == chunk_size else train)(runner, chunk)
+            train_this_chunk = compiled if len(chunk) == chunk_size else train_chunk  # a shorter last chunk compiles anew
+            runner, metrics = train_this_chunk(runner, chunk)
             metrics = jax.device_get(metrics)
             run.check_finite(metrics["finite"], chunk)
             updates_done += len(chunk)

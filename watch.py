@@ -186,8 +186,8 @@ def checkpoint_actors(run_dir, script):
     module = importlib.import_module(script[: -len(".py")])
     try:
         checkpoint = common_run.read_checkpoint(run_dir, module.Args, script)
-        fns = module.make_train(module.Args(**checkpoint["args"]))
-        fresh = jax.eval_shape(jax.vmap(fns.init), jnp.asarray(checkpoint["seeds"]))
+        init, _, _, _ = module.make_train(module.Args(**checkpoint["args"]))
+        fresh = jax.eval_shape(jax.vmap(init), jnp.asarray(checkpoint["seeds"]))
         runner = common_run.restore_runner(checkpoint, fresh)
     except common_run.BadInput as error:  # one line about --resume: here it names the run
         fail(f"{run_dir}: " + str(error).removeprefix(f"--resume {run_dir}: ").removeprefix("--resume: "))

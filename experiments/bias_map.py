@@ -10,7 +10,7 @@ paper's other settings, and draws one heat map per variant and quantity.
     python experiments/bias_map.py draw runs/bias_map_<time>    # figure and tables from bias_map.csv alone (no JAX)
 
 How the grid runs. For one (script, mapping, outer critic) the γ0 × seed cells are one program:
-each γ0's runners come from that γ0's own `make_train(replace(args, gamma_init=γ0)).init` (so
+each γ0's runners come from that γ0's own `init` of `make_train(replace(args, gamma_init=γ0))` (so
 nothing in the initial state is assumed; today only η and its float32 rounding depend on γ0),
 they are stacked into γ0 × seed lanes, and one `jit(vmap(train))` trains them all. That is only
 right if `train` itself does not depend on γ0 (it does not: `gamma_init` is read by `init`
@@ -175,7 +175,7 @@ def run_block(module, base_args, gamma_inits, seeds, num_updates, log_every, on_
     import jax.numpy as jnp
     import numpy as np
 
-    fns = [module.make_train(dataclasses.replace(base_args, gamma_init=g)) for g in gamma_inits]
+    fns = [module.make_train(dataclasses.replace(base_args, gamma_init=g), all_parts=True) for g in gamma_inits]
     seeds = jnp.asarray(seeds)
     runners = [jax.jit(jax.vmap(f.init))(seeds) for f in fns]
     chunk = jnp.arange(log_every)

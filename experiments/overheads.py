@@ -24,9 +24,9 @@ CHUNK = 20
 
 
 def best_chunk_seconds(num_seeds, eval_every):
-    train_fns = mg_snake.make_train(mg_snake.Args(outer_critic=True, eval_every=eval_every, num_seeds=num_seeds))
-    runner = jax.jit(jax.vmap(train_fns.init))(jnp.arange(num_seeds))
-    train = jax.jit(jax.vmap(train_fns.train, in_axes=(0, None)), donate_argnums=0)
+    init, train, _, _ = mg_snake.make_train(mg_snake.Args(outer_critic=True, eval_every=eval_every, num_seeds=num_seeds))
+    runner = jax.jit(jax.vmap(init))(jnp.arange(num_seeds))
+    train = jax.jit(jax.vmap(train, in_axes=(0, None)), donate_argnums=0)
     runner, metrics = train(runner, jnp.arange(CHUNK))  # compile and warm up
     jax.block_until_ready(metrics)
     times = []
@@ -41,7 +41,8 @@ def best_chunk_seconds(num_seeds, eval_every):
 def checkpoint_seconds(num_seeds):
     """Best of 5 writes of BMG's checkpoint (the larger state: it has the target optimiser's too)."""
     args = bmg_snake.Args(outer_critic=True, num_seeds=num_seeds)
-    runner = jax.jit(jax.vmap(bmg_snake.make_train(args).init))(jnp.arange(num_seeds))
+    init, _, _, _ = bmg_snake.make_train(args)
+    runner = jax.jit(jax.vmap(init))(jnp.arange(num_seeds))
     folder, times = tempfile.mkdtemp(), []
     for _ in range(5):
         start = time.perf_counter()

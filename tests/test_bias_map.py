@@ -52,9 +52,9 @@ def test_grid_lanes_equal_separate_runs_and_a_finished_grid_is_not_trained_again
 
     base = dataclasses.replace(mg_chain.Args(), mapping_seed=2, num_envs=8, num_updates=20, log_every=10, num_seeds=2)
     for g in (0.93, 0.97):
-        fns = mg_chain.make_train(dataclasses.replace(base, gamma_init=g))
-        runner = jax.jit(jax.vmap(fns.init))(jnp.arange(2))
-        train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)), donate_argnums=0)
+        init, train, _, _ = mg_chain.make_train(dataclasses.replace(base, gamma_init=g))
+        runner = jax.jit(jax.vmap(init))(jnp.arange(2))
+        train = jax.jit(jax.vmap(train, in_axes=(0, None)), donate_argnums=0)
         for begin in (0, 10):
             runner, metrics = train(runner, jnp.arange(begin, begin + 10))
             for seed in (0, 1):
@@ -133,7 +133,7 @@ class ToyArgs:
 def toy_module(train_reads_gamma_init):
     """A stand-in script whose train does (or does not) read args.gamma_init."""
 
-    def make_train(args):
+    def make_train(args, all_parts=False):
         constant = jnp.full(3, args.gamma_init)  # closed over: a constant of the jaxpr, not a literal
 
         def init(seed):

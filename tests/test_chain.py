@@ -93,7 +93,7 @@ def test_rewards_follow_mapping_seed():
 
 def test_last_step_is_terminal_and_bootstraps_nothing():
     args = mg_chain.Args(num_envs=8, true_value=False)
-    fns = mg_chain.make_train(args)
+    fns = mg_chain.make_train(args, all_parts=True)
     runner = fns.init(0)
     _, _, batch = fns.rollout(runner.params, runner.env_state, runner.obs, jax.random.PRNGKey(1))
     traj = batch.traj
@@ -130,7 +130,7 @@ def meta_gradient_setup(module, **overrides):
     # (under x64 it would scatter float64 into its float32 observation, an error in future JAX).
     # Each step is jitted: run op by op, float64 would compile every operation on its own (~30 s).
     with jax.enable_x64(False):
-        fns = module.make_train(args)
+        fns = module.make_train(args, all_parts=True)
         runner = jax.jit(fns.init)(0)
         params32 = prefer_chain0(runner.params)
         env_state, obs, inner_batch = jax.jit(fns.rollout)(params32, runner.env_state, runner.obs, jax.random.PRNGKey(1))
@@ -240,7 +240,7 @@ def test_exact_meta_gradient_is_unbiased_for_the_true_outer_objective():
 def measured_updates(module_name, **overrides):
     """Three updates' stacked metrics of one seed with --measure-bias (the oracle values: --true-value)."""
     module = {"mg_chain": mg_chain, "bmg_chain": bmg_chain}[module_name]
-    fns = module.make_train(module.Args(num_envs=16, measure_bias=True, **overrides))
+    fns = module.make_train(module.Args(num_envs=16, measure_bias=True, **overrides), all_parts=True)
     _, metrics = jax.jit(fns.train)(fns.init(0), jnp.arange(3))
     return jax.device_get(metrics)
 
@@ -302,7 +302,7 @@ def test_outer_head_does_not_shape_the_torso():
 def mean_meta_gradient(script, outer_critic, outer_ent_coef, num_batches=64):
     module = SCRIPTS[script]
     args = dataclasses.replace(module.Args(), outer_critic=outer_critic, outer_ent_coef=outer_ent_coef, gamma_init=0.95)
-    fns = module.make_train(args)
+    fns = module.make_train(args, all_parts=True)
     runner = fns.init(0)
     runner = runner._replace(params=prefer_chain0(runner.params))
     one_update = lambda i: fns.train(runner, i[None])[1]["meta/meta_grad"][0]
@@ -325,7 +325,7 @@ def test_outer_critic_reverses_the_direction_of_gamma(script, outer_ent_coef):
 # --------------------------------------------------------------------------------------------
 def test_meta_lr_zero_keeps_gamma_exactly():
     args = mg_chain.Args(num_envs=8, meta_lr=0.0, gamma_init=0.97)
-    fns = mg_chain.make_train(args)
+    fns = mg_chain.make_train(args, all_parts=True)
     runner = fns.init(0)
     new_runner, metrics = jax.jit(fns.train)(runner, jnp.arange(3))
     assert new_runner.meta_params == runner.meta_params
@@ -335,7 +335,7 @@ def test_meta_lr_zero_keeps_gamma_exactly():
 
 
 def test_a_vmapped_seed_draws_the_keys_of_the_seed_alone_and_chunks_do_not_matter():
-    fns = mg_chain.make_train(mg_chain.Args(num_envs=8, outer_critic=True))
+    fns = mg_chain.make_train(mg_chain.Args(num_envs=8, outer_critic=True), all_parts=True)
     train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)))
     init = jax.vmap(fns.init)
     both, metrics_both = train(init(jnp.array([0, 1])), jnp.arange(4))
@@ -453,7 +453,7 @@ def test_normalize_advantage_normalises_the_inner_advantage_with_fixed_statistic
     # As the reference's one `normalise` flag: the inner policy loss uses (A − mean) / std of the
     # batch, the statistics under stop_gradient, so A's derivative in γ (the meta-gradient's
     # path) is scaled by 1 / std, not removed.
-    fns = module.make_train(module.Args(num_envs=16, normalize_advantage=True))
+    fns = module.make_train(module.Args(num_envs=16, normalize_advantage=True), all_parts=True)
     runner = fns.init(0)
     params = prefer_chain0(runner.params)
     _, _, batch = fns.rollout(params, runner.env_state, runner.obs, jax.random.PRNGKey(1))

@@ -261,7 +261,7 @@ def test_saved_model_reproduces_the_last_log_point(runs):
         f"done: {run_dir} | python plot.py {run_dir} | tensorboard --logdir {os.path.dirname(run_dir)}"
     )
     rows = metrics_rows(runs["full"])
-    fns = module.make_train(module.Args(num_envs=8))
+    fns = module.make_train(module.Args(num_envs=8), all_parts=True)
     for seed in (0, 1):
         saved = flax.serialization.msgpack_restore((runs["full"] / f"seed{seed}" / "model.msgpack").read_bytes())
         last = [row for row in rows if row["seed"] == str(seed)][-1]
@@ -377,7 +377,7 @@ def test_chain_expected_return_equals_the_monte_carlo_return_of_the_saved_policy
     with open(runs["full"] / "metrics.csv") as f:
         last = [row for row in csv.DictReader(f) if row["seed"] == "1"][-1]
     saved = flax.serialization.msgpack_restore((runs["full"] / "seed1" / "model.msgpack").read_bytes())
-    fns = module.make_train(module.Args(num_envs=4096))
+    fns = module.make_train(module.Args(num_envs=4096), all_parts=True)
     runner = fns.init(7)
     _, _, batch = jax.jit(fns.rollout)(saved["params"], runner.env_state, runner.obs, jax.random.PRNGKey(3))
     returns = np.asarray(batch.traj.reward.sum(axis=0))  # one whole episode per env

@@ -169,7 +169,7 @@ def meta_gradient_setup(module, outer_critic):
     θ one RMSProp step in, so the second-moment estimate is not zero (BMG's target optimiser
     too). Call under enable_x64."""
     args = module.Args(num_envs=8, num_steps=5, total_timesteps=40, outer_critic=outer_critic)
-    fns = module.make_train(args)
+    fns = module.make_train(args, all_parts=True)
     runner = jax.jit(fns.init)(0)
     to64 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float64), tree)
     params, opt_state = to64(runner.params), to64(runner.opt_state)
@@ -254,7 +254,7 @@ def test_bmg_meta_gradient_matches_finite_difference():
 
 def test_bmg_matching_batch_is_sampled_by_the_target_from_where_the_outer_batch_ends():
     # A large target step (lr 0.05), so that θ̃ and θ′ act differently on many of the 8 × 5 states.
-    fns = bmg_snake.make_train(bmg_snake.Args(num_envs=8, total_timesteps=40, learning_rate=0.05))
+    fns = bmg_snake.make_train(bmg_snake.Args(num_envs=8, total_timesteps=40, learning_rate=0.05), all_parts=True)
     runner = jax.jit(fns.init)(0)
     rollout = jax.jit(fns.rollout)
     env_state, obs, outer_batch = rollout(runner.params, runner.env_state, runner.obs, jax.random.PRNGKey(3))
@@ -286,7 +286,7 @@ def test_bmg_matching_batch_is_sampled_by_the_target_from_where_the_outer_batch_
 # test_reliability.py; what --no-outer-critic changes is checked here, on the outer loss.
 # --------------------------------------------------------------------------------------------
 def test_meta_lr_zero_keeps_gamma_exactly():
-    fns = mg_snake.make_train(mg_snake.Args(num_envs=8, meta_lr=0.0, gamma_init=0.9))
+    fns = mg_snake.make_train(mg_snake.Args(num_envs=8, meta_lr=0.0, gamma_init=0.9), all_parts=True)
     runner = fns.init(0)
     new_runner, metrics = jax.jit(fns.train)(runner, jnp.arange(2))
     assert new_runner.meta_params == runner.meta_params
@@ -304,7 +304,7 @@ def test_first_meta_step_is_small_for_a_tiny_meta_gradient(module):
     # With eps_root = 1e-8 inside the square root, a meta-gradient of 1e-6 moves η by about
     # lr · 1e-6 / sqrt(1e-12 + 1e-8) ≈ 0.01 lr (Adam's defaults would take a full step, ≈ lr).
     args = module.Args()
-    meta_optimizer = module.make_train(args).meta_optimizer
+    meta_optimizer = module.make_train(args, all_parts=True).meta_optimizer
     eta = jnp.float32(0.0)
     step, _ = meta_optimizer.update(jnp.float32(1e-6), meta_optimizer.init(eta))
     expected = -args.meta_lr * 1e-6 / np.sqrt(1e-12 + 1e-8)
@@ -339,7 +339,7 @@ def test_initialisation_is_haikus_default():
 
 
 def test_bmg_target_has_its_own_optimiser_state_carried_across_updates():
-    fns = bmg_snake.make_train(bmg_snake.Args(num_envs=8))
+    fns = bmg_snake.make_train(bmg_snake.Args(num_envs=8), all_parts=True)
     runner = fns.init(0)
     # It starts from the optimiser's initial state (zero second moment), its own object.
     for leaf in jax.tree.leaves(runner.target_opt_state):
@@ -351,4 +351,4 @@ def test_bmg_target_has_its_own_optimiser_state_carried_across_updates():
     assert all(np.any(np.asarray(t) > 0) for t in target_nu)
     assert all(not np.allclose(t, i) for t, i in zip(target_nu, inner_nu))
     # MG has no target: its slot stays empty.
-    assert mg_snake.make_train(mg_snake.Args(num_envs=8)).init(0).target_opt_state == ()
+    assert mg_snake.make_train(mg_snake.Args(num_envs=8), all_parts=True).init(0).target_opt_state == ()
