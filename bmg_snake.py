@@ -111,7 +111,8 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         for i, features in enumerate(self.features):
-            x = nn.Dense(features, kernel_init=HAIKU_INIT)(nn.relu(x) if i > 0 else x)
+            x = nn.relu(x) if i > 0 else x
+            x = nn.Dense(features, kernel_init=HAIKU_INIT)(x)
         return x
 
 
@@ -204,9 +205,16 @@ def make_train(args: Args, all_parts=False):
         # An explicit dtype: a weak-typed η would change type after one update and recompile.
         meta_params = jnp.asarray(gamma_inverse(args.gamma_init), dtype=jnp.float32)
         obs, env_state = env.reset(env_key)
-        state = {"params": params, "meta_params": meta_params, "env_state": env_state, "obs": obs, "key": key}
-        opt_states = {"opt_state": optimizer.init(params), "meta_opt_state": meta_optimizer.init(meta_params)}
-        return RunnerState(**state, **opt_states, target_opt_state=optimizer.init(params))  # the target's own RMSProp
+        return RunnerState(
+            params=params,
+            opt_state=optimizer.init(params),
+            meta_params=meta_params,
+            meta_opt_state=meta_optimizer.init(meta_params),
+            target_opt_state=optimizer.init(params),  # the target's own RMSProp
+            env_state=env_state,
+            obs=obs,
+            key=key,
+        )
 
     def rollout(params, env_state, obs, key):
         def env_step(carry, step_key):
@@ -223,8 +231,10 @@ def make_train(args: Args, all_parts=False):
     def baseline_values(params, batch):
         """(V_inner, V_outer) on s_0..s_T from the critic's two heads, under stop_gradient: the values the advantages
         and bootstrap targets use. s_T apart: on s_0..s_T−1 it is the inner loss's forward pass, which XLA does once."""
-        values = critic.apply(params["critic"], batch.traj.obs), critic.apply(params["critic"], batch.last_obs[None])
-        return jax.lax.stop_gradient(jax.tree.map(lambda a, b: jnp.concatenate([a, b]), *values))
+        inner_values, outer_values = critic.apply(params["critic"], batch.traj.obs)
+        last_inner_value, last_outer_value = critic.apply(params["critic"], batch.last_obs[None])
+        values = jnp.concatenate([inner_values, last_inner_value]), jnp.concatenate([outer_values, last_outer_value])
+        return jax.lax.stop_gradient(values)
 
     def policy_terms(params, obs, action):
         logits = actor.apply(params["actor"], obs)
@@ -351,8 +361,16 @@ def make_train(args: Args, all_parts=False):
         # 5. META-STEP on η
         meta_updates, meta_opt_state = meta_optimizer.update(meta_grad, runner.meta_opt_state)
         meta_params = optax.apply_updates(runner.meta_params, meta_updates)
-        runner = runner._replace(params=new_params, opt_state=new_opt_state, env_state=env_state, obs=obs)
-        runner = runner._replace(meta_params=meta_params, meta_opt_state=meta_opt_state, target_opt_state=target_opt_state)
+        runner = RunnerState(
+            params=new_params,
+            opt_state=new_opt_state,
+            meta_params=meta_params,
+            meta_opt_state=meta_opt_state,
+            target_opt_state=target_opt_state,
+            env_state=env_state,
+            obs=obs,
+            key=runner.key,
+        )
         batches = [inner_batch, outer_batch, *meta_batches]
         return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, batches, update_index)
 
@@ -390,11 +408,18 @@ LAST_VALUE_METRICS = ("meta/gamma",)  # the state after a chunk (its last value)
 def arg_rules(args: Args):
     """(option, holds, what it must be) for this script's options; common_run checks the run's own."""
     batch = args.num_envs * args.num_steps
-    at_least = {"num_envs": 1, "num_steps": 1, "ent_coef": 0, "vf_coef": 0, "meta_lr": 0, "outer_ent_coef": 0, "eval_every": 0}
     return [
-        *[(name, getattr(args, name) >= low, f"must be >= {low}") for name, low in at_least.items()],
-        *[(name, getattr(args, name) > 0, "must be > 0") for name in ("learning_rate", "max_meta_grad_norm")],
-        *[(name, 0 <= getattr(args, name) <= 1, "must be in [0, 1]") for name in ("gae_lambda", "outer_gae_lambda")],
+        ("num_envs", args.num_envs >= 1, "must be >= 1"),
+        ("num_steps", args.num_steps >= 1, "must be >= 1"),
+        ("ent_coef", args.ent_coef >= 0, "must be >= 0"),
+        ("vf_coef", args.vf_coef >= 0, "must be >= 0"),
+        ("meta_lr", args.meta_lr >= 0, "must be >= 0"),
+        ("outer_ent_coef", args.outer_ent_coef >= 0, "must be >= 0"),
+        ("eval_every", args.eval_every >= 0, "must be >= 0"),
+        ("learning_rate", args.learning_rate > 0, "must be > 0"),
+        ("max_meta_grad_norm", args.max_meta_grad_norm > 0, "must be > 0"),
+        ("gae_lambda", 0 <= args.gae_lambda <= 1, "must be in [0, 1]"),
+        ("outer_gae_lambda", 0 <= args.outer_gae_lambda <= 1, "must be in [0, 1]"),
         ("total_timesteps", args.total_timesteps >= batch, f"must be >= one batch (--num-envs × --num-steps = {batch})"),
         ("env_id", args.env_id in common_envs.ENV_IDS, f"must be one of {', '.join(common_envs.ENV_IDS)}"),
         ("gamma_init", 0.0 < args.gamma_init < 1.0, "must be in (0, 1)"),

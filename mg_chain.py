@@ -174,9 +174,16 @@ def make_train(args: Args, all_parts=False):
         # An explicit dtype: a weak-typed η would change type after one update and recompile.
         meta_params = jnp.asarray(gamma_inverse(args.gamma_init), dtype=jnp.float32)
         obs, env_state = env.reset(env_key)
-        state = {"params": params, "meta_params": meta_params, "env_state": env_state, "obs": obs, "key": key}
-        opt_states = {"opt_state": optimizer.init(params), "meta_opt_state": meta_optimizer.init(meta_params)}
-        return RunnerState(**state, **opt_states, target_opt_state=())  # BMG's target optimiser; MG has none
+        return RunnerState(
+            params=params,
+            opt_state=optimizer.init(params),
+            meta_params=meta_params,
+            meta_opt_state=meta_optimizer.init(meta_params),
+            target_opt_state=(),  # BMG's target optimiser; MG has none
+            env_state=env_state,
+            obs=obs,
+            key=key,
+        )
 
     def pi_s0(params):
         return jax.nn.softmax(actor.apply(params["actor"], s0_obs))
@@ -287,14 +294,16 @@ def make_train(args: Args, all_parts=False):
         and target construction; and whether each head's sign is the exact one's (1) or not (0)."""
         obs = jnp.concatenate([outer_batch.traj.obs, outer_batch.last_obs[None]])
         exact = jax.lax.stop_gradient(common_envs.chain_true_value(obs, pi_s0(new_params), args.outer_gamma, rewards))
-        grads = {}
+        metrics = {}
         for name, values in (("exact", exact), ("inner_head", outer_values[0]), ("outer_head", outer_values[1])):
             # (values, values): outer_loss uses these values whichever head --outer-critic chooses
-            grads[name] = meta_vjp(meta_loss_grad(new_params, target_opt_state, outer_batch, (values, values))[0])
-        metrics = {f"meta/meta_grad_{name}": g for name, g in grads.items()}
+            cotangent, _, _ = meta_loss_grad(new_params, target_opt_state, outer_batch, (values, values))
+            metrics[f"meta/meta_grad_{name}"] = meta_vjp(cotangent)
+        exact_sign = jnp.sign(metrics["meta/meta_grad_exact"])
         for head in ("inner_head", "outer_head"):
-            metrics[f"meta/sign_agreement_{head}"] = (jnp.sign(grads[head]) == jnp.sign(grads["exact"])).astype(jnp.float32)
-        return metrics
+            same_sign = jnp.sign(metrics[f"meta/meta_grad_{head}"]) == exact_sign
+            metrics[f"meta/sign_agreement_{head}"] = same_sign.astype(jnp.float32)
+        return metrics  # each a chunk mean in the log: a sign agreement is the fraction of the chunk's updates
 
     def diagnostics(runner, meta_grad, batches):
         """What an update logs besides its losses: γ, the meta-gradient, the policy at s0 and its exact
@@ -340,8 +349,16 @@ def make_train(args: Args, all_parts=False):
         # 5. META-STEP on η
         meta_updates, meta_opt_state = meta_optimizer.update(meta_grad, runner.meta_opt_state)
         meta_params = optax.apply_updates(runner.meta_params, meta_updates)
-        runner = runner._replace(params=new_params, opt_state=new_opt_state, env_state=env_state, obs=obs)
-        runner = runner._replace(meta_params=meta_params, meta_opt_state=meta_opt_state, target_opt_state=target_opt_state)
+        runner = RunnerState(
+            params=new_params,
+            opt_state=new_opt_state,
+            meta_params=meta_params,
+            meta_opt_state=meta_opt_state,
+            target_opt_state=target_opt_state,
+            env_state=env_state,
+            obs=obs,
+            key=runner.key,
+        )
         return runner, metrics | meta_metrics | diagnostics(runner, meta_grad, [inner_batch, outer_batch])
 
     def a2c_update(runner: RunnerState, update_index):
@@ -374,17 +391,23 @@ def make_train(args: Args, all_parts=False):
 SCRIPT = os.path.basename(__file__)
 ENV_ID = common_envs.CHAIN_ENV_ID
 # The state after a chunk (its last value); the other metrics are chunk means.
-LAST_VALUE_METRICS = ("meta/gamma", "meta/outer_critic_v_s0", "meta/true_outer_v_s0", "eval/expected_return")
-LAST_VALUE_METRICS += tuple(f"policy/p_chain{k}" for k in range(common_envs.CHAIN_NUM_ACTIONS))
+POLICY_METRICS = tuple(f"policy/p_chain{k}" for k in range(common_envs.CHAIN_NUM_ACTIONS))
+LAST_VALUE_METRICS = ("meta/gamma", "meta/outer_critic_v_s0", "meta/true_outer_v_s0", "eval/expected_return", *POLICY_METRICS)
 
 
 def arg_rules(args: Args):
     """(option, holds, what it must be) for this script's options; common_run checks the run's own."""
-    at_least = {"num_updates": 1, "num_envs": 1, "ent_coef": 0, "vf_coef": 0, "meta_lr": 0, "outer_ent_coef": 0}
     return [
-        *[(name, getattr(args, name) >= low, f"must be >= {low}") for name, low in at_least.items()],
-        *[(name, getattr(args, name) > 0, "must be > 0") for name in ("learning_rate", "max_meta_grad_norm")],
-        *[(name, 0 <= getattr(args, name) <= 1, "must be in [0, 1]") for name in ("gae_lambda", "outer_gae_lambda")],
+        ("num_updates", args.num_updates >= 1, "must be >= 1"),
+        ("num_envs", args.num_envs >= 1, "must be >= 1"),
+        ("ent_coef", args.ent_coef >= 0, "must be >= 0"),
+        ("vf_coef", args.vf_coef >= 0, "must be >= 0"),
+        ("meta_lr", args.meta_lr >= 0, "must be >= 0"),
+        ("outer_ent_coef", args.outer_ent_coef >= 0, "must be >= 0"),
+        ("learning_rate", args.learning_rate > 0, "must be > 0"),
+        ("max_meta_grad_norm", args.max_meta_grad_norm > 0, "must be > 0"),
+        ("gae_lambda", 0 <= args.gae_lambda <= 1, "must be in [0, 1]"),
+        ("outer_gae_lambda", 0 <= args.outer_gae_lambda <= 1, "must be in [0, 1]"),
         ("mapping_seed", 0 <= args.mapping_seed < common_envs.CHAIN_NUM_ACTIONS, "must be in 0..4"),
         ("gamma_init", 0.9 < args.gamma_init < 1.0, "must be in (0.9, 1.0) for the chain"),
         ("outer_gamma", 0 < args.outer_gamma <= 1, "must be in (0, 1]"),
