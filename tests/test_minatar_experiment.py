@@ -12,7 +12,7 @@ def test_the_four_arms_of_a_game_are_started_once(tmp_path):
     assert [call[call.index("--exp-name") + 1] for call in trained] == ["mg", "mg_oc", "a2c_g0.8", "a2c_g0.99"]
     for call in trained:
         value = dict(zip(call[1:], call[2:])).get  # the word after a flag
-        assert value("--env-id") == "Freeway-MinAtar" and value("--num-envs") == "128"
+        assert value("--env-id") == "Freeway-MinAtar" and value("--num-envs") == "128" and value("--ent-coef") == "0.001"
         assert value("--total-timesteps") == "5000000" and value("--seed") == "0" and value("--num-seeds") == "3"
         assert value("--runs-dir") == str(runs / f"{value('--exp-name')}_s0")
         if value("--exp-name").startswith("a2c"):
