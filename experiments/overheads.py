@@ -1,8 +1,8 @@
 """What evaluation and checkpoints add to a Snake run (docs/performance.md, "The cost of evaluation and
 checkpoints"): one evaluation (512 games sampled and 512 greedy, 500 steps each) against the 150 updates
-between two at the default --eval-every, and one checkpoint write. Timed as main() runs a chunk: jit(vmap(train)) over seeds,
-runner donated, a chunk of 20 updates with one evaluation (--eval-every 20) against the same chunk
-without (--eval-every 0), best of 3 after a warm-up.
+between two at the default --eval-every, and one checkpoint write. Timed as main() runs a chunk:
+jit(vmap(train)) over seeds, runner donated, a chunk of 20 updates with one evaluation (--eval-every 20)
+against the same chunk without (--eval-every 0), best of 3 after a warm-up.
 
     python experiments/overheads.py            # MG + outer critic, 1 and 3 seeds (about 2 minutes on 2 cores)
 """
