@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 
-import jax  # noqa: F401  (imported before the cache is set: this process compiles its own functions once anyway)
+import jax
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -20,6 +20,11 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jax_
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 SUBPROCESS_ENV = dict(os.environ)
+# This process (each pytest-xdist worker) reads and writes the same cache: tests that build the same program
+# again (another make_train of the same options, the same rollout in another test, a program a subprocess
+# compiled) load it instead of compiling it. Only programs that took over 0.2 s to compile are written.
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 # The programs that later tests' CLI runs compile, compiled ahead while the first test files (mostly
 # in-process, one core) run: a background process at nice 19 runs each command below for one chunk,
@@ -40,7 +45,8 @@ WARM_UP = [  # in the order the tests need them
     ["bmg_chain.py", *CHAIN_RUN, "--num-seeds", "2", "--outer-critic"],
     ["mg_snake.py", *SNAKE_RUN, *SEEDS_EVAL, "--outer-critic"],  # test_resume, test_watch
     ["bmg_snake.py", *SNAKE_RUN, *SEEDS_EVAL, "--outer-critic"],  # test_reliability's sharding test, test_resume
-    ["mg_snake.py", *SNAKE_RUN, "--learning-rate", "1e38"],  # test_reliability's non-finite stop (exits 1)
+    # test_reliability's non-finite stops (exit 1)
+    ["mg_snake.py", *SNAKE_RUN, "--eval-every", "0", "--learning-rate", "1e38"],
     ["mg_chain.py", *CHAIN_RUN, "--no-true-value", "--learning-rate", "1e38"],
 ]
 _warm_up = []
@@ -91,6 +97,35 @@ def run_with_stand_in_python(tmp_path, shell_script, *arguments, imports_ok=True
     command = ["bash", os.path.join(ROOT, "experiments", shell_script), *arguments]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env, cwd=cwd)
     return result, [line.split() for line in log.read_text().splitlines()]
+
+
+def run_main_in_process(main, argv, cwd=None):
+    """What `python <argv[0]> <argv[1:]>` would return (a CompletedProcess: exit code, stdout, stderr), from the
+    tool's main() called in this process: the tools' own checks without the ~1-2 s of a new interpreter. The
+    working directory, sys.argv and the warning filters (the tools silence some) are restored after it, and
+    matplotlib's figures closed."""
+    import contextlib
+    import warnings
+
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    old_argv, old_cwd = sys.argv, os.getcwd()
+    try:
+        sys.argv = [str(a) for a in argv]
+        if cwd is not None:
+            os.chdir(cwd)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main()
+            except SystemExit as stop:  # as the interpreter exits: None is 0, a message is printed and exits 1
+                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+                if isinstance(stop.code, str):
+                    print(stop.code, file=sys.stderr)
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
 
 def only_run(folder):

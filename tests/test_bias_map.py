@@ -5,7 +5,6 @@ JAX), bad input is one line and exit 2, and the shell script runs the commands i
 
 import dataclasses
 import os
-import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -13,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ROOT, SUBPROCESS_ENV, csv_rows, run_with_stand_in_python, run_without_jax
+from conftest import ROOT, csv_rows, run_main_in_process, run_with_stand_in_python, run_without_jax
 
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 import bias_map  # noqa: E402
@@ -25,6 +24,7 @@ import mg_chain  # noqa: E402
 SCRIPT = os.path.join(ROOT, "experiments", "bias_map.py")
 
 
+@pytest.mark.slow
 def test_grid_lanes_equal_separate_runs_and_a_finished_grid_is_not_trained_again(tmp_path, capsys):
     """The γ0 × seed lanes of one jit(vmap(train)) against each γ0 run on its own, as mg_chain.py's
     main() runs it (its own make_train, seeds vmapped, chunks of --log-every). Exact: every lane
@@ -260,9 +260,7 @@ def test_the_figure_and_tables_come_from_the_csv_alone_without_jax(tmp_path):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, arguments, message):
-    result = subprocess.run(
-        [sys.executable, SCRIPT, *arguments], capture_output=True, text=True, timeout=60, env=SUBPROCESS_ENV, cwd=tmp_path
-    )
+    result = run_main_in_process(bias_map.main, [SCRIPT, *arguments], cwd=tmp_path)
     assert (result.returncode, result.stderr, list(tmp_path.iterdir())) == (2, f"error: {message}\n", [])
 
 

@@ -11,8 +11,20 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, gamma_at, markdown_rows, run_with_stand_in_python, write_chain_run, write_snake_run
+from conftest import (
+    ROOT,
+    gamma_at,
+    markdown_rows,
+    run_main_in_process,
+    run_with_stand_in_python,
+    write_chain_run,
+    write_snake_run,
+)
 from scipy import stats
+
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+import gamma_return_scatter  # noqa: E402
+import reference_tables  # noqa: E402
 
 
 def run_experiment(tmp_path, script, *arguments, imports_ok=True):
@@ -148,7 +160,10 @@ def test_without_the_requirements_the_scripts_say_what_to_install(tmp_path, scri
 REFERENCE_CSV = os.path.join(ROOT, "docs", "data", "reference_snake_curves.csv")
 
 
-def run_tables(*arguments):
+def run_tables(*arguments, in_process=True):
+    """`python experiments/reference_tables.py arguments...`, as its main() in this process unless not in_process."""
+    if in_process:
+        return run_main_in_process(reference_tables.main, ["reference_tables.py", *arguments])
     command = [sys.executable, os.path.join(ROOT, "experiments", "reference_tables.py"), *map(str, arguments)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
@@ -164,7 +179,7 @@ def test_chain_paper_side_counts_the_seeds_that_end_where_figure_2_does(tmp_path
     write_chain_run(
         tmp_path / "d", "mg_chain_oc", outer_critic=True, p_paying=lambda u: 0.2 - u / 1000, gammas=lambda u: 0.995
     )
-    result = run_tables(tmp_path)
+    result = run_tables(tmp_path, in_process=False)  # the script itself, once
     assert result.returncode == 0, result.stderr
     sides = [r for r in markdown_rows(result.stdout, "MG") if len(r) == 3]
     assert sides == [["MG", "2", "1/2"], ["MG + outer critic", "2", "1/2"]]
@@ -476,7 +491,10 @@ def difference_text(base):
 # ------------------------------------------------------------------------------------------------
 # experiments/gamma_return_scatter.py: each seed's final γ and return, and the reference's seeds
 # ------------------------------------------------------------------------------------------------
-def run_scatter(*arguments):
+def run_scatter(*arguments, in_process=True):
+    """`python experiments/gamma_return_scatter.py arguments...`, as its main() in this process unless not in_process."""
+    if in_process:
+        return run_main_in_process(gamma_return_scatter.main, ["gamma_return_scatter.py", *arguments])
     command = [sys.executable, os.path.join(ROOT, "experiments", "gamma_return_scatter.py"), *map(str, arguments)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
@@ -502,7 +520,7 @@ def test_scatter_reads_each_seeds_last_evaluation_and_first_maximum(tmp_path):
     ]
     (summary,) = [row for row in markdown_rows(result.stdout, "MG + outer critic") if len(row) == 8]
     assert summary[5:] == ["+1.00 (p 0.33)", "2/3", "3,300–3,450 (median 3,375)"]  # Kendall's exact p: 2 of 3! orders
-    assert run_scatter(tmp_path / "nothing").returncode == 2
+    assert run_scatter(tmp_path / "nothing", in_process=False).returncode == 2  # the script itself, once
 
 
 def test_the_reference_seeds_average_to_the_reference_curves_last_epoch():

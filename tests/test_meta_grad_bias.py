@@ -7,12 +7,11 @@ import gzip
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, SUBPROCESS_ENV, run_with_stand_in_python, run_without_jax
+from conftest import ROOT, run_main_in_process, run_with_stand_in_python, run_without_jax
 
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 import meta_grad_bias  # noqa: E402
@@ -249,9 +248,7 @@ def test_the_figure_and_the_table_are_written_without_jax(tmp_path):
     # --out elsewhere: the table goes beside it.
     out = tmp_path / "figs" / "bias.png"
     out.parent.mkdir()
-    result = subprocess.run(
-        [sys.executable, SCRIPT, str(grid), "--out", str(out)], capture_output=True, text=True, timeout=120, env=SUBPROCESS_ENV
-    )
+    result = run_main_in_process(meta_grad_bias.main, [SCRIPT, grid, "--out", out])
     assert result.returncode == 0, result.stderr
     assert out.exists() and (tmp_path / "figs" / "bias.md").read_text() == table
 
@@ -270,9 +267,7 @@ def test_the_figure_and_the_table_are_written_without_jax(tmp_path):
     ],
 )
 def test_bad_input_exits_2_before_anything_is_written(tmp_path, arguments, message):
-    result = subprocess.run(
-        [sys.executable, SCRIPT, *arguments], capture_output=True, text=True, timeout=60, env=SUBPROCESS_ENV, cwd=tmp_path
-    )
+    result = run_main_in_process(meta_grad_bias.main, [SCRIPT, *arguments], cwd=tmp_path)
     assert (result.returncode, list(tmp_path.iterdir())) == (2, []), result.stderr
     assert result.stderr == message if message.startswith("error: ") else message in result.stderr
 
@@ -280,9 +275,7 @@ def test_bad_input_exits_2_before_anything_is_written(tmp_path, arguments, messa
 def test_two_runs_of_one_cell_are_refused(tmp_path):
     first = hand_run(tmp_path / "a")
     second = hand_run(tmp_path / "b")
-    result = subprocess.run(
-        [sys.executable, SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=60, env=SUBPROCESS_ENV
-    )
+    result = run_main_in_process(meta_grad_bias.main, [SCRIPT, tmp_path])
     assert result.returncode == 2
     assert result.stderr == f"error: two runs of MG, oracle, mapping 3: {first} and {second}; move one out\n"
 

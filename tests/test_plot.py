@@ -5,14 +5,12 @@ import csv
 import itertools
 import json
 import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, markdown_rows, write_chain_run, write_snake_run
+from conftest import ROOT, markdown_rows, run_main_in_process, write_chain_run, write_snake_run
 
 import plot
 
@@ -20,13 +18,9 @@ REFERENCE_CSV = os.path.join(ROOT, "docs", "data", "reference_snake_curves.csv")
 
 
 def run_plot(*arguments, cwd=None):
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "plot.py"), *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
+    """`python plot.py arguments...` run as its main() in this process (test_resume.py runs plot.py itself
+    on the scripts' runs)."""
+    return run_main_in_process(plot.main, ["plot.py", *arguments], cwd=cwd)
 
 
 def assert_one_line_error(result, *words):
