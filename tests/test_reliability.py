@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import jax.monitoring
 import numpy as np
 import pytest
 import tyro
@@ -29,14 +30,16 @@ def command(script, *flags):
     return [sys.executable, os.path.join(ROOT, script), *TINY[script], *flags]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["mg_chain.py", "mg_snake.py"])
 def test_non_finite_values_stop_the_run_with_a_message(script, tmp_path):
     # One script per environment: the finiteness check (make_train's diagnostics) and main are the
     # same code in MG and BMG (tests/test_shared_code.py), and each run here compiles a program of its own.
-    # An absurd inner learning rate sends the learned critic's weights to ±inf within one update.
-    learned_critic = ["--no-true-value"] if script in CHAIN else []
+    # An absurd inner learning rate sends the learned critic's weights to ±inf within one update. (Snake
+    # without its evaluation: the check reads θ, η and the meta-gradient, and the program compiles faster.)
+    flags = ["--no-true-value"] if script in CHAIN else ["--eval-every", "0"]
     result = subprocess.run(
-        command(script, *BUDGET[script], *learned_critic, "--learning-rate", "1e38", "--runs-dir", str(tmp_path)),
+        command(script, *BUDGET[script], *flags, "--learning-rate", "1e38", "--runs-dir", str(tmp_path)),
         capture_output=True,
         text=True,
         timeout=300,
@@ -114,30 +117,53 @@ def test_defaults_are_accepted(script):
     common_run.check_args(args, MODULES[script].arg_rules(args))
 
 
-@pytest.mark.parametrize("script", CHAIN + SNAKE)
-def test_cli_bad_input_exits_2_before_writing_anything(script, tmp_path, monkeypatch, capsys):
-    bad = command(script, "--gamma-init", "1.5", "--runs-dir", str(tmp_path))
-    result = subprocess.run(bad, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert re.fullmatch(r"error: --gamma-init must be in \(0\.?9?, 1(\.0)?\)( for the chain)?, got 1\.5\n", result.stderr), (
-        result.stderr
-    )
-    assert not any(tmp_path.iterdir())
+GAMMA_INIT_ERROR = r"error: --gamma-init must be in \(0\.?9?, 1(\.0)?\)( for the chain)?, got 1\.5\n"
 
-    # main() in this process: nothing is compiled before these exits.
-    def main_exit_code(*flags):
-        monkeypatch.setattr(sys, "argv", [script, *flags])
+
+@pytest.mark.parametrize("script", CHAIN + SNAKE)
+def test_bad_input_to_main_exits_2_before_compiling_or_writing_anything(script, tmp_path, monkeypatch, capsys):
+    """main() in this process, as the command line calls it: an out-of-range value and a typo'd option end in
+    one line and exit 2 before JAX traces or compiles anything (nor loads it from the compilation cache); a
+    runs directory that cannot be made, before the training program is compiled. Nothing is written."""
+
+    def main_exit(*flags):
+        monkeypatch.setattr(sys, "argv", [script, *TINY[script], *flags])
+        capsys.readouterr()
         with pytest.raises(SystemExit) as exit_info:
             common_run.run_main(MODULES[script].main)
-        return exit_info.value.code
+        out, err = capsys.readouterr()
+        assert "compiling" not in out, out
+        return exit_info.value.code, err
 
+    runs = tmp_path / "runs"
+    compiled = []
+    listener = lambda event, duration, **kwargs: compiled.append(event) if "compil" in event else None
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        code, err = main_exit("--gamma-init", "1.5", "--runs-dir", str(runs))
+        assert code == 2 and re.fullmatch(GAMMA_INIT_ERROR, err), err
+        code, err = main_exit("--outer-critc", "--runs-dir", str(runs))  # tyro's own message
+        assert code == 2 and "--outer-critc" in err
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiled == []
     blocker = tmp_path / "a_file"  # a runs directory that cannot be created (even as root)
     blocker.write_text("")
-    capsys.readouterr()
-    assert main_exit_code("--runs-dir", str(blocker / "runs")) == 2
-    assert re.fullmatch(r"error: --runs-dir .* is not writable \(.*\)\n", capsys.readouterr().err)
-    assert main_exit_code("--outer-critc") == 2  # tyro's own message
-    assert "--outer-critc" in capsys.readouterr().err
+    code, err = main_exit("--runs-dir", str(blocker / "runs"))
+    assert code == 2 and re.fullmatch(r"error: --runs-dir .* is not writable \(.*\)\n", err), err
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
+
+
+@pytest.mark.parametrize("script", ["mg_chain.py", "bmg_snake.py"])
+def test_cli_bad_input_exits_2_before_compiling_or_writing_anything(script, tmp_path):
+    # End to end, one script per environment (the rules and main() of all four are checked in process above):
+    # the one line, and the run stops before it says it compiles.
+    result = subprocess.run(
+        command(script, "--gamma-init", "1.5", "--runs-dir", str(tmp_path)), capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert re.fullmatch(GAMMA_INIT_ERROR, result.stderr), result.stderr
+    assert "compiling" not in result.stdout and not any(tmp_path.iterdir())
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,6 +172,7 @@ def test_cli_bad_input_exits_2_before_writing_anything(script, tmp_path, monkeyp
 TWO_DEVICES = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["mg_chain.py", "bmg_snake.py"])
 def test_seeds_sharded_over_two_devices_give_the_single_device_numbers(script, tmp_path):
     # The flags of test_resume.py's runs: the one-device run compiles their program once for both.
@@ -204,22 +231,6 @@ def test_seeds_not_divisible_by_the_devices_is_an_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr == "error: --num-seeds must be a multiple of the 2 devices the seeds are split over, got 3\n"
     assert not any(tmp_path.iterdir())
-
-
-@pytest.mark.parametrize("script", CHAIN + SNAKE)
-def test_matmuls_are_full_float32_on_every_backend(script):
-    # Imported alone (the other scripts set the same global option), the script asks for full
-    # float32 matmuls: the precision every test here checks. A CPU computes that anyway; a recent
-    # NVIDIA GPU would otherwise use TF32, and the chunk's dots would carry precision DEFAULT.
-    code = (
-        f"import jax, jax.numpy as jnp, {script[:-3]}\n"
-        "print(jax.config.jax_default_matmul_precision)\n"
-        "print(jax.jit(jnp.dot).lower(jnp.ones((2, 2)), jnp.ones((2, 2))).as_text())"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == "highest"
-    assert "precision = [HIGHEST, HIGHEST]" in result.stdout
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
