@@ -1,19 +1,15 @@
 """The Discounting Chain scripts: environment facts, the true value function, the meta-gradients
-against finite differences, the dual head, the direction γ moves, and the CLI."""
+against finite differences, the dual head, the direction γ moves, and the training loop's keys and
+chunks. (The command line's runs and what they write: test_resume.py and test_run.py.)"""
 
 import dataclasses
 import functools
-import json
 import math
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ROOT
 
 import bmg_chain
 import common_envs
@@ -94,28 +90,29 @@ def test_rewards_follow_mapping_seed():
 def test_last_step_is_terminal_and_bootstraps_nothing():
     args = mg_chain.Args(num_envs=8, true_value=False)
     fns = mg_chain.make_train(args, all_parts=True)
-    runner = fns.init(0)
-    _, _, batch = fns.rollout(runner.params, runner.env_state, runner.obs, jax.random.PRNGKey(1))
+    runner = jax.jit(fns.init)(0)
+    _, _, batch = jax.jit(fns.rollout)(runner.params, runner.env_state, runner.obs, jax.random.PRNGKey(1))
     traj = batch.traj
     assert traj.done[-1].all() and not traj.done[:-1].any()
     # gymnax returns the next episode's s0 after the 100th step: its value is not zero...
     np.testing.assert_array_equal(batch.last_obs, np.tile([-1.0, 0.0], (8, 1)))
     gamma = 0.95
-    for inner_values in [
-        common_envs.chain_true_value(
-            jnp.concatenate([traj.obs, batch.last_obs[None]]),
-            fns.pi_s0(runner.params),
-            gamma,
-            common_envs.chain_rewards(3),
-        ),
-        fns.baseline_values(runner.params, batch, gamma)[0],
-    ]:
+
+    @jax.jit  # one program, not one per operation
+    def values_and_targets(params, batch):
+        true_value = common_envs.chain_true_value(
+            jnp.concatenate([batch.traj.obs, batch.last_obs[None]]), fns.pi_s0(params), gamma, common_envs.chain_rewards(3)
+        )
+        learned = fns.baseline_values(params, batch, gamma)[0]
+        targets = [mg_chain.gae(traj.reward, traj.done, v, gamma, lam)[1] for v in (true_value, learned) for lam in (0.0, 0.9)]
+        return (true_value, learned), targets
+
+    (true_value, learned), targets = values_and_targets(runner.params, batch)
+    for inner_values in (true_value, learned):
         assert np.all(np.asarray(inner_values[-1]) != 0.0)
-        # ...but the target of the last step is the last reward alone.
-        _, targets = mg_chain.gae(traj.reward, traj.done, inner_values, gamma, 0.0)
-        np.testing.assert_allclose(targets[-1], traj.reward[-1], atol=1e-7)
-        _, targets = mg_chain.gae(traj.reward, traj.done, inner_values, gamma, 0.9)
-        np.testing.assert_allclose(targets[-1], traj.reward[-1], atol=1e-7)
+    # ...but the target of the last step is the last reward alone (λ = 0 and 0.9).
+    for target in targets:
+        np.testing.assert_allclose(target[-1], traj.reward[-1], atol=1e-7)
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,7 +213,7 @@ def test_exact_meta_gradient_is_unbiased_for_the_true_outer_objective():
             mg_chain, outer_ent_coef=0.0, measure_bias=True
         )
         with jax.enable_x64(False):
-            runner = fns.init(0)
+            runner = jax.jit(fns.init)(0)
             actor32 = jax.tree.map(lambda x: x.astype(jnp.float32), new_params0)
             sample = lambda key: fns.rollout(actor32, runner.env_state, runner.obs, key)[2]
             outer_batches = jax.vmap(sample)(jax.random.split(jax.random.PRNGKey(3), 128))
@@ -337,7 +334,7 @@ def test_meta_lr_zero_keeps_gamma_exactly():
 def test_a_vmapped_seed_draws_the_keys_of_the_seed_alone_and_chunks_do_not_matter():
     fns = mg_chain.make_train(mg_chain.Args(num_envs=8, outer_critic=True), all_parts=True)
     train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)))
-    init = jax.vmap(fns.init)
+    init = jax.jit(jax.vmap(fns.init))
     both, metrics_both = train(init(jnp.array([0, 1])), jnp.arange(4))
     one_chunk, metrics_one_chunk = train(init(jnp.array([1])), jnp.arange(4))
     two_chunks, _ = train(init(jnp.array([1])), jnp.arange(2))
@@ -356,107 +353,15 @@ def test_a_vmapped_seed_draws_the_keys_of_the_seed_alone_and_chunks_do_not_matte
     assert not np.allclose(metrics_both["meta/gamma"][0], metrics_both["meta/gamma"][1])
 
 
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-def run_script(script, *flags, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, script), *flags], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
-
-
-@pytest.mark.parametrize("script", ["mg_chain.py", "bmg_chain.py"])
-def test_cli_writes_csv_and_tensorboard(script, tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    result = run_script(
-        script,
-        "--num-updates",
-        "4",
-        "--log-every",
-        "2",
-        "--num-envs",
-        "8",
-        "--num-seeds",
-        "2",
-        "--outer-critic",
-        "--runs-dir",
-        str(tmp_path),
-    )
-    assert result.returncode == 0, result.stderr
-    assert "update 4/4 | gamma" in result.stdout
-    (run_dir,) = tmp_path.iterdir()
-    args = json.loads((run_dir / "args.json").read_text())
-    assert args["outer_critic"] is True and args["num_seeds"] == 2
-    lines = (run_dir / "metrics.csv").read_text().splitlines()
-    header = lines[0].split(",")
-    assert header[:2] == ["seed", "global_step"] and len(lines) == 1 + 2 * 2
-    for name in [
-        "charts/episodic_return",
-        "meta/gamma",
-        "meta/outer_advantage",
-        "meta/outer_advantage_s0",
-        "meta/outer_advantage_inner_critic",
-        "meta/outer_advantage_outer_critic",
-        "policy/p_chain3",
-        "charts/env_steps_total",
-        "losses/meta_loss",
-    ]:
-        assert name in header
-    last = dict(zip(header, lines[-1].split(",")))
-    assert last["global_step"] == str(4 * 8 * 100)
-    assert float(last["charts/env_steps_total"]) == 2 * 4 * 8 * 100
-    accumulator = EventAccumulator(str(run_dir / "seed1"))
-    accumulator.Reload()
-    gammas = accumulator.Scalars("meta/gamma")
-    assert [e.step for e in gammas] == [1600, 3200]
-    assert gammas[-1].value == pytest.approx(float(last["meta/gamma"]), rel=1e-5)
-    # The plotting script draws the figure and the table from this run.
-    figure = tmp_path / "figure.png"
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "plot.py"), str(run_dir), "--out", str(figure)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert figure.stat().st_size > 10_000 and figure.read_bytes()[:4] == b"\x89PNG"
-    assert "+ outer critic | 2 | 4 |" in result.stdout
-
-
-def test_cli_a2c_counts_only_inner_steps(tmp_path):
-    result = run_script(
-        "mg_chain.py",
-        "--meta-lr",
-        "0",
-        "--num-updates",
-        "2",
-        "--log-every",
-        "2",
-        "--num-envs",
-        "8",
-        "--gamma-init",
-        "0.97",
-        "--runs-dir",
-        str(tmp_path),
-    )
-    assert result.returncode == 0, result.stderr
-    (run_dir,) = tmp_path.iterdir()
-    header, row = [line.split(",") for line in (run_dir / "metrics.csv").read_text().splitlines()]
-    row = dict(zip(header, row))
-    assert float(row["charts/env_steps_total"]) == float(row["global_step"]) == 1600
-    assert float(row["meta/gamma"]) == pytest.approx(0.97, abs=1e-6)
-
-
 @pytest.mark.parametrize("module", [mg_chain, bmg_chain])
 def test_normalize_advantage_normalises_the_inner_advantage_with_fixed_statistics(module):
     # As the reference's one `normalise` flag: the inner policy loss uses (A − mean) / std of the
     # batch, the statistics under stop_gradient, so A's derivative in γ (the meta-gradient's
     # path) is scaled by 1 / std, not removed.
     fns = module.make_train(module.Args(num_envs=16, normalize_advantage=True), all_parts=True)
-    runner = fns.init(0)
+    runner = jax.jit(fns.init)(0)
     params = prefer_chain0(runner.params)
-    _, _, batch = fns.rollout(params, runner.env_state, runner.obs, jax.random.PRNGKey(1))
+    _, _, batch = jax.jit(fns.rollout)(params, runner.env_state, runner.obs, jax.random.PRNGKey(1))
     traj = batch.traj
 
     def by_hand(gamma, statistics=None):
@@ -470,8 +375,8 @@ def test_normalize_advantage_normalises_the_inner_advantage_with_fixed_statistic
     loss = lambda gamma: fns.inner_loss(params, batch, fns.baseline_values(params, batch, 0.95), gamma)[1][
         "losses/policy_loss"
     ]
-    expected, statistics = by_hand(0.95)
-    assert float(loss(0.95)) == pytest.approx(float(expected), rel=1e-5)
-    held = jax.grad(lambda g: by_hand(g, jax.lax.stop_gradient(statistics))[0])(0.95)
+    expected, statistics = jax.jit(by_hand)(0.95)
+    assert float(jax.jit(loss)(0.95)) == pytest.approx(float(expected), rel=1e-5)
+    held = jax.jit(jax.grad(lambda g: by_hand(g, jax.lax.stop_gradient(statistics))[0]))(0.95)
     assert float(held) != 0.0
-    assert float(jax.grad(loss)(0.95)) == pytest.approx(float(held), rel=1e-4)
+    assert float(jax.jit(jax.grad(loss))(0.95)) == pytest.approx(float(held), rel=1e-4)

@@ -27,6 +27,8 @@ import common_run
 import mg_chain
 import mg_snake
 
+pytestmark = pytest.mark.slow  # every test reads the runs of the module's fixture: the scripts, end to end
+
 MODULES = {"mg_chain.py": mg_chain, "bmg_chain.py": bmg_chain, "mg_snake.py": mg_snake, "bmg_snake.py": bmg_snake}
 # Budgets long enough (50-400 log points) that a stop lands mid-run; 2 seeds, so the checkpoint
 # holds a vmapped state. Snake evaluates every 50 updates (512 games each time, sampled and greedy).
@@ -252,6 +254,28 @@ def test_the_run_directory_holds_what_the_readme_says(runs):
     assert float(last["meta/gamma"]) != pytest.approx(float(rows[0]["meta/gamma"]), abs=1e-7)  # γ moved
     # With --outer-critic the outer loss uses the outer head's advantage.
     assert float(last["meta/outer_advantage"]) == pytest.approx(float(last["meta/outer_advantage_outer_critic"]), rel=1e-4)
+
+
+def test_tensorboard_holds_the_csv_and_plot_py_draws_the_run(runs):
+    """The uninterrupted run: a progress line per log point, TensorBoard's γ of seed 1 at every logged step
+    with the logged values, and plot.py's figure and table of it."""
+    script, run_dir, rows = runs["script"], runs["full"], metrics_rows(runs["full"])
+    updates = 800 if script.endswith("chain.py") else 100
+    steps = logged_steps(run_dir)
+    assert len(rows) == 2 * len(steps) == 2 * updates // 2  # 2 seeds, a log point every 2 updates
+    assert runs["full_stdout"].count("| gamma ") == len(steps) and f"update {updates}/{updates} | gamma" in runs["full_stdout"]
+    accumulator = EventAccumulator(str(run_dir / "seed1"))
+    accumulator.Reload()
+    gammas = accumulator.Scalars("meta/gamma")
+    assert [event.step for event in gammas] == steps
+    logged = [float(row["meta/gamma"]) for row in rows if row["seed"] == "1"]
+    assert [event.value for event in gammas] == pytest.approx(logged, rel=1e-5)
+    figure = run_dir.parent / "figure.png"
+    command = [sys.executable, os.path.join(ROOT, "plot.py"), str(run_dir), "--out", str(figure)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert figure.stat().st_size > 10_000 and figure.read_bytes()[:4] == b"\x89PNG"
+    assert f"+ outer critic | 2 | {updates} |" in result.stdout
 
 
 def test_saved_model_reproduces_the_last_log_point(runs):

@@ -50,6 +50,7 @@ def interrupt_while_compiling(process, times=1):
     return process.returncode, seen + stdout, stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_a_new_run_compiles_leaves_no_folder_and_one_line(tmp_path):
     code, stdout, stderr = interrupt_while_compiling(start("--num-updates", "4", "--runs-dir", str(tmp_path)))
     assert code == common_run.EXIT_INTERRUPTED == 130
@@ -68,6 +69,7 @@ def test_a_second_ctrl_c_while_compiling_ends_the_run_at_once(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_a_resume_compiles_leaves_the_checkpoint_untouched(tmp_path):
     first = subprocess.run(
         [sys.executable, os.path.join(ROOT, "mg_chain.py"), *TINY_CHAIN, "--num-updates", "2", "--runs-dir", str(tmp_path)],
@@ -160,6 +162,7 @@ def refuse(constant):
 def test_args_json_is_strict_json_and_tensorboard_gets_no_nan(tmp_path):
     # A2C: the chain's default meta-gradient clip is inf, and with no outer batch meta/outer_advantage is nan.
     command = [sys.executable, os.path.join(ROOT, "mg_chain.py"), *TINY_CHAIN, "--meta-lr", "0", "--num-updates", "4"]
+    command += ["--gamma-init", "0.97"]
     result = subprocess.run([*command, "--runs-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     (run_dir,) = tmp_path.iterdir()
@@ -174,6 +177,11 @@ def test_args_json_is_strict_json_and_tensorboard_gets_no_nan(tmp_path):
 
     rows = [row for row in metrics_rows(run_dir, wall_clock=True) if row["seed"] == "0"]
     assert all(math.isnan(float(row["meta/outer_advantage"])) for row in rows)  # the csv keeps its nan cells
+    # A2C counts the inner steps alone (no outer batch), and γ stays at --gamma-init.
+    assert (
+        [float(row["charts/env_steps_total"]) for row in rows] == [float(row["global_step"]) for row in rows] == [1600, 3200]
+    )
+    assert all(float(row["meta/gamma"]) == pytest.approx(0.97, abs=1e-6) for row in rows)
     accumulator = EventAccumulator(str(run_dir / "seed0"))
     accumulator.Reload()
     tags = accumulator.Tags()["scalars"]

@@ -139,24 +139,28 @@ def test_torso_equals_the_nn_conv_torso():
 def test_outer_head_does_not_shape_the_critic_torso():
     critic = mg_snake.Critic()
     obs = jax.random.uniform(jax.random.PRNGKey(0), (10, *common_envs.SNAKE_OBS_SHAPE))
-    params = critic.init(jax.random.PRNGKey(1), obs)
+    params = jax.jit(critic.init)(jax.random.PRNGKey(1), obs)
     targets = jnp.linspace(0.2, 1.0, 10)
+    # The inner critic's update (RMSProp, as in the scripts) with and without the outer head's loss.
+    optimizer = optax.rmsprop(5e-4, decay=0.9)
 
     def head_losses(params):
         inner, outer = critic.apply(params, obs)
         return jnp.mean((targets - inner) ** 2), jnp.mean((3.0 - outer) ** 2)
 
-    outer_grads = jax.grad(lambda p: head_losses(p)[1])(params)["params"]
+    @jax.jit  # one program, not one per operation
+    def gradients_and_updates(params):
+        opt_state = optimizer.init(params)
+        inner_only = optimizer.update(jax.grad(lambda p: head_losses(p)[0])(params), opt_state, params)[0]
+        both = optimizer.update(jax.grad(lambda p: sum(head_losses(p)))(params), opt_state, params)[0]
+        return jax.grad(lambda p: head_losses(p)[1])(params)["params"], inner_only, both
+
+    outer_grads, inner_only, both = gradients_and_updates(params)
     for module in ("torso", "inner_head"):
         for leaf in jax.tree.leaves(outer_grads[module]):
             assert np.all(np.asarray(leaf) == 0.0)
     assert all(np.any(np.asarray(leaf) != 0.0) for leaf in jax.tree.leaves(outer_grads["outer_head"]))
-    # The inner critic's update (RMSProp, as in the scripts) is the same with and without the
-    # outer head's loss.
-    optimizer = optax.rmsprop(5e-4, decay=0.9)
-    opt_state = optimizer.init(params)
-    inner_only = optimizer.update(jax.grad(lambda p: head_losses(p)[0])(params), opt_state, params)[0]
-    both = optimizer.update(jax.grad(lambda p: sum(head_losses(p)))(params), opt_state, params)[0]
+    # The inner critic's update is the same with and without the outer head's loss.
     for module in ("torso", "inner_head"):
         jax.tree.map(np.testing.assert_array_equal, inner_only["params"][module], both["params"][module])
 
@@ -174,21 +178,22 @@ def meta_gradient_setup(module, outer_critic):
     to64 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float64), tree)
     params, opt_state = to64(runner.params), to64(runner.opt_state)
     eta0 = jnp.asarray(module.gamma_inverse(0.9), jnp.float64)
-    rollout, inner_update = jax.jit(fns.rollout), jax.jit(fns.inner_update)
+    # Each part jitted: run op by op, float64 would compile every operation on its own.
+    rollout, inner_update, baseline_values = jax.jit(fns.rollout), jax.jit(fns.inner_update), jax.jit(fns.baseline_values)
     env_state, obs, batch = rollout(params, runner.env_state, runner.obs, jax.random.PRNGKey(1))
-    values = fns.baseline_values(params, batch)
+    values = baseline_values(params, batch)
     params, (opt_state, _) = inner_update(eta0, params, opt_state, batch, values)
     envs = (runner.env_state, runner.obs)
     _, target_opt_state, *_ = jax.jit(fns.meta_loss_grad)(params, to64(runner.target_opt_state), batch, values, envs, KEY)
     env_state, obs, inner_batch = rollout(params, env_state, obs, jax.random.PRNGKey(2))
-    inner_values = fns.baseline_values(params, inner_batch)
+    inner_values = baseline_values(params, inner_batch)
 
     def new_params_of(eta):
         return fns.inner_update(eta, params, opt_state, inner_batch, inner_values)
 
     new_params0, (new_opt_state0, _) = inner_update(eta0, params, opt_state, inner_batch, inner_values)
     env_state, obs, outer_batch = rollout(new_params0, env_state, obs, jax.random.PRNGKey(3))
-    outer_values = fns.baseline_values(new_params0, outer_batch)
+    outer_values = baseline_values(new_params0, outer_batch)
     envs = (env_state, obs)  # where the outer batch left the environments: BMG's matching batch starts here
 
     @jax.jit
@@ -215,9 +220,9 @@ def central_difference(loss, eta0, h=1e-4):
 def test_mg_meta_gradient_matches_finite_difference(outer_critic):
     with jax.enable_x64(True):
         fns, eta0, s, autodiff = meta_gradient_setup(mg_snake, outer_critic)
-        surrogate = jax.jit(lambda eta: fns.outer_loss(s.new_params_of(eta)[0], s.outer_batch, s.outer_values)[0])
-        numeric = central_difference(surrogate, eta0)
-        metrics = fns.outer_loss(s.new_params_of(eta0)[0], s.outer_batch, s.outer_values)[1]
+        surrogate = jax.jit(lambda eta: fns.outer_loss(s.new_params_of(eta)[0], s.outer_batch, s.outer_values))
+        numeric = central_difference(lambda eta: surrogate(eta)[0], eta0)
+        metrics = surrogate(eta0)[1]
     assert autodiff != 0.0
     assert abs(autodiff - numeric) < 1e-4 * abs(numeric), (autodiff, numeric)
     assert s.meta_batches == []  # MG samples no batch of its own
@@ -230,9 +235,14 @@ def test_mg_meta_gradient_matches_finite_difference(outer_critic):
 def bmg_target(fns, s, learning_rate=5e-4):
     """θ̃ held at its η0 value: one RMSProp step on the outer loss from θ′(η0), with the target's own
     optimiser state (not θ′'s)."""
-    grads = jax.grad(lambda p: fns.outer_loss(p, s.outer_batch, s.outer_values)[0])(s.new_params0)
-    updates, _ = optax.rmsprop(learning_rate, decay=0.9).update(grads, s.target_opt_state, s.new_params0)
-    return optax.apply_updates(s.new_params0, updates)
+
+    @jax.jit
+    def target(new_params0, outer_batch, outer_values, target_opt_state):
+        grads = jax.grad(lambda p: fns.outer_loss(p, outer_batch, outer_values)[0])(new_params0)
+        updates, _ = optax.rmsprop(learning_rate, decay=0.9).update(grads, target_opt_state, new_params0)
+        return optax.apply_updates(new_params0, updates)
+
+    return target(s.new_params0, s.outer_batch, s.outer_values, s.target_opt_state)
 
 
 def test_bmg_meta_gradient_matches_finite_difference():
@@ -241,7 +251,9 @@ def test_bmg_meta_gradient_matches_finite_difference():
         fns, eta0, s, autodiff = meta_gradient_setup(bmg_snake, outer_critic=True)
         actor = bmg_snake.Actor(common_envs.SNAKE_NUM_ACTIONS)
         (matching_batch,) = s.meta_batches
-        target_pi = jax.nn.softmax(actor.apply(bmg_target(fns, s)["actor"], matching_batch.traj.obs))
+        target_pi = jax.jit(lambda p, obs: jax.nn.softmax(actor.apply(p, obs)))(
+            bmg_target(fns, s)["actor"], matching_batch.traj.obs
+        )
 
         def matching_loss(eta):  # KL(π_θ̃ ‖ π_θ′(η)) averaged over the matching batch's states
             log_pi = jax.nn.log_softmax(actor.apply(s.new_params_of(eta)[0]["actor"], matching_batch.traj.obs))
@@ -258,7 +270,7 @@ def test_bmg_matching_batch_is_sampled_by_the_target_from_where_the_outer_batch_
     runner = jax.jit(fns.init)(0)
     rollout = jax.jit(fns.rollout)
     env_state, obs, outer_batch = rollout(runner.params, runner.env_state, runner.obs, jax.random.PRNGKey(3))
-    outer_values = fns.baseline_values(runner.params, outer_batch)
+    outer_values = jax.jit(fns.baseline_values)(runner.params, outer_batch)
     args = (runner.params, runner.target_opt_state, outer_batch, outer_values, (env_state, obs), KEY)
     _, _, (next_env_state, next_obs), meta_batches, metrics = jax.jit(fns.meta_loss_grad)(*args)
     (matching_batch,) = meta_batches
@@ -275,10 +287,16 @@ def test_bmg_matching_batch_is_sampled_by_the_target_from_where_the_outer_batch_
     jax.tree.map(np.testing.assert_array_equal, next_env_state, by_target[0])
     # ... and the KL logged is taken over its states.
     actor = bmg_snake.Actor(common_envs.SNAKE_NUM_ACTIONS)
-    target_log_pi = jax.nn.log_softmax(actor.apply(target["actor"], matching_batch.traj.obs))
-    log_pi = jax.nn.log_softmax(actor.apply(runner.params["actor"], matching_batch.traj.obs))
-    kl = jnp.mean(jnp.sum(jnp.exp(target_log_pi) * (target_log_pi - log_pi), axis=-1))
-    np.testing.assert_allclose(metrics["losses/meta_loss"], kl, rtol=1e-5)
+
+    @jax.jit
+    def kl(target_actor, actor_params, obs):
+        target_log_pi = jax.nn.log_softmax(actor.apply(target_actor, obs))
+        log_pi = jax.nn.log_softmax(actor.apply(actor_params, obs))
+        return jnp.mean(jnp.sum(jnp.exp(target_log_pi) * (target_log_pi - log_pi), axis=-1))
+
+    np.testing.assert_allclose(
+        metrics["losses/meta_loss"], kl(target["actor"], runner.params["actor"], matching_batch.traj.obs), rtol=1e-5
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,8 +304,9 @@ def test_bmg_matching_batch_is_sampled_by_the_target_from_where_the_outer_batch_
 # test_reliability.py; what --no-outer-critic changes is checked here, on the outer loss.
 # --------------------------------------------------------------------------------------------
 def test_meta_lr_zero_keeps_gamma_exactly():
-    fns = mg_snake.make_train(mg_snake.Args(num_envs=8, meta_lr=0.0, gamma_init=0.9), all_parts=True)
-    runner = fns.init(0)
+    # eval_every 0: the evaluation (a program of its own inside the chunk) is not what this checks.
+    fns = mg_snake.make_train(mg_snake.Args(num_envs=8, meta_lr=0.0, gamma_init=0.9, eval_every=0), all_parts=True)
+    runner = jax.jit(fns.init)(0)
     new_runner, metrics = jax.jit(fns.train)(runner, jnp.arange(2))
     assert new_runner.meta_params == runner.meta_params
     np.testing.assert_allclose(metrics["meta/gamma"], 0.9, rtol=1e-6)
@@ -339,8 +358,8 @@ def test_initialisation_is_haikus_default():
 
 
 def test_bmg_target_has_its_own_optimiser_state_carried_across_updates():
-    fns = bmg_snake.make_train(bmg_snake.Args(num_envs=8), all_parts=True)
-    runner = fns.init(0)
+    fns = bmg_snake.make_train(bmg_snake.Args(num_envs=8, eval_every=0), all_parts=True)
+    runner = jax.jit(fns.init)(0)
     # It starts from the optimiser's initial state (zero second moment), its own object.
     for leaf in jax.tree.leaves(runner.target_opt_state):
         assert np.all(np.asarray(leaf) == 0)
@@ -351,4 +370,4 @@ def test_bmg_target_has_its_own_optimiser_state_carried_across_updates():
     assert all(np.any(np.asarray(t) > 0) for t in target_nu)
     assert all(not np.allclose(t, i) for t, i in zip(target_nu, inner_nu))
     # MG has no target: its slot stays empty.
-    assert mg_snake.make_train(mg_snake.Args(num_envs=8), all_parts=True).init(0).target_opt_state == ()
+    assert jax.jit(mg_snake.make_train(mg_snake.Args(num_envs=8), all_parts=True).init)(0).target_opt_state == ()
