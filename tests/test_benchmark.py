@@ -58,6 +58,7 @@ def test_flop_counts_agree_with_the_layer_shapes():
     assert flops > by_hand
 
 
+@pytest.mark.slow
 def test_benchmark_table_is_consistent():
     # The chain at its paper configuration: a 2-update chunk costs milliseconds, the compiles ~2 s each.
     result = subprocess.run(

@@ -1,6 +1,5 @@
 """The README and the pages under docs/: every relative link resolves (the file, and the #anchor of a
-Markdown heading in it), every page is linked from the README and links back, and the README stays
-short (250 lines, 3,000 words). Reads files only: no JAX."""
+Markdown heading in it), and every page is linked from the README and links back. Reads files only: no JAX."""
 
 import os
 import re

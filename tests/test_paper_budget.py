@@ -27,6 +27,7 @@ def call(runs, variants, **env):
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env={**ENV, **env})
 
 
+@pytest.mark.slow
 def test_calls_stopped_and_continued_end_as_one_uninterrupted_run(tmp_path):
     variants = tmp_path / "variants.txt"
     variants.write_text(f"# NAME SCRIPT FLAGS...\noc mg_chain.py {' '.join(FLAGS)}\nbad mg_chain.py --num-envs 0\n")

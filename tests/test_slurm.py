@@ -143,6 +143,7 @@ def task_states(env, job):
     return dict(line.split() for line in result.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_array_tasks_cut_requeued_and_resumed_equal_uninterrupted_runs(cluster, tmp_path):
     env = cluster
     variants = tmp_path / "variants.txt"

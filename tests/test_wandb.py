@@ -19,6 +19,8 @@ from conftest import ROOT, SUBPROCESS_ENV, metrics_rows, only_run
 
 import common_run
 
+pytestmark = pytest.mark.slow  # every test runs a script with --track
+
 # The tests' shared configurations (conftest's warm-up): each program compiles once per test session.
 CHAIN = ["--num-envs", "8", "--log-every", "2", "--num-seeds", "2", "--outer-critic"]
 SNAKE = ["--num-envs", "8", "--log-every", "2", "--num-seeds", "2", "--outer-critic", "--eval-every", "50"]
