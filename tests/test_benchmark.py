@@ -29,6 +29,7 @@ def snake_macs():
     return conv1, torso, actor, conv1 + conv2 + 2 * head
 
 
+@pytest.mark.slow  # compiles a whole Snake update twice, its scans unrolled
 def test_flop_counts_agree_with_the_layer_shapes():
     conv1, torso, actor_macs, critic_macs = snake_macs()
     batch = 16

@@ -32,22 +32,34 @@ def prefer_chain0(params, log_odds=LOG_16):
 # --------------------------------------------------------------------------------------------
 # Environment facts and the true value function
 # --------------------------------------------------------------------------------------------
+@functools.cache
+def chain_episodes(mapping_seed, num_envs, seed):
+    """One program per chain (the policy's logits are its argument): logits -> the observations, rewards and
+    dones of one aligned episode in each env."""
+    env = common_envs.make_chain(mapping_seed, num_envs)
+
+    @jax.jit
+    def episodes(logits):
+        key_reset, key_steps = jax.random.split(jax.random.PRNGKey(seed))
+        obs, state = env.reset(key_reset)
+
+        def step(carry, key):
+            obs, state = carry
+            action_key, env_key = jax.random.split(key)
+            action = jax.random.categorical(action_key, logits, shape=(num_envs,))
+            next_obs, state, reward, done, _ = env.step(env_key, state, action)
+            return (next_obs, state), (obs, reward, done)
+
+        keys = jax.random.split(key_steps, common_envs.CHAIN_EPISODE_LENGTH)
+        return jax.lax.scan(step, (obs, state), keys)[1]
+
+    return episodes
+
+
 def monte_carlo_returns(mapping_seed, pi_s0, gamma, num_envs=4096, seed=0):
     """Runs one aligned episode in each env, choosing the chain from pi_s0; returns the
     observations [T, B, 2] and the discounted returns G_t [T, B] (float64, on the host)."""
-    env = common_envs.make_chain(mapping_seed, num_envs)
-    key_reset, key_steps = jax.random.split(jax.random.PRNGKey(seed))
-    obs, state = env.reset(key_reset)
-
-    def step(carry, key):
-        obs, state = carry
-        action_key, env_key = jax.random.split(key)
-        action = jax.random.categorical(action_key, jnp.log(pi_s0), shape=(num_envs,))
-        next_obs, state, reward, done, _ = env.step(env_key, state, action)
-        return (next_obs, state), (obs, reward, done)
-
-    keys = jax.random.split(key_steps, common_envs.CHAIN_EPISODE_LENGTH)
-    _, (observations, rewards, dones) = jax.jit(lambda c: jax.lax.scan(step, c, keys))((obs, state))
+    observations, rewards, dones = chain_episodes(mapping_seed, num_envs, seed)(jnp.log(pi_s0))
     rewards, dones = np.asarray(rewards, np.float64), np.asarray(dones)
     assert dones[-1].all() and not dones[:-1].any(), "episodes must be exactly 100 steps"
     returns = np.zeros_like(rewards)
@@ -273,21 +285,25 @@ def test_sign_agreement_is_the_fraction_of_a_chunks_updates():
 def test_outer_head_does_not_shape_the_torso():
     critic = mg_chain.Critic()
     obs = jnp.stack([jnp.arange(-1, 4, dtype=jnp.float32), jnp.linspace(0, 0.5, 5)], axis=-1)
-    params = critic.init(jax.random.PRNGKey(0), obs)
+    params = jax.jit(critic.init)(jax.random.PRNGKey(0), obs)
     targets = jnp.linspace(0.2, 1.0, 5)
 
     def head_losses(params):
         inner, outer = critic.apply(params, obs)
         return jnp.mean((targets - inner) ** 2), jnp.mean((1.1 - outer) ** 2)
 
-    outer_grads = jax.grad(lambda p: head_losses(p)[1])(params)["params"]
+    # One program (op by op, each operation would compile on its own).
+    outer_grads, inner_only, both = jax.jit(
+        lambda p: [
+            jax.grad(loss)(p)["params"]
+            for loss in (lambda p: head_losses(p)[1], lambda p: head_losses(p)[0], lambda p: sum(head_losses(p)))
+        ]
+    )(params)
     for layer in ("Dense_0", "Dense_1", "Dense_2"):  # the torso and the inner head
         for leaf in jax.tree.leaves(outer_grads[layer]):
             assert np.all(np.asarray(leaf) == 0.0)
     assert np.any(np.asarray(outer_grads["Dense_3"]["kernel"]) != 0.0)
     # The inner head's update is the same with and without the outer head's loss.
-    inner_only = jax.grad(lambda p: head_losses(p)[0])(params)["params"]
-    both = jax.grad(lambda p: sum(head_losses(p)))(params)["params"]
     for layer in ("Dense_0", "Dense_1", "Dense_2"):
         jax.tree.map(np.testing.assert_array_equal, inner_only[layer], both[layer])
 
@@ -334,7 +350,8 @@ def test_meta_lr_zero_keeps_gamma_exactly():
 def test_a_vmapped_seed_draws_the_keys_of_the_seed_alone_and_chunks_do_not_matter():
     fns = mg_chain.make_train(mg_chain.Args(num_envs=8, outer_critic=True), all_parts=True)
     train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)))
-    init = jax.jit(jax.vmap(fns.init))
+    one_seed = jax.jit(fns.init)  # the init other tests load from the compilation cache, stacked over the seeds
+    init = lambda seeds: jax.tree.map(lambda *leaves: jnp.stack(leaves), *[one_seed(int(s)) for s in seeds])
     both, metrics_both = train(init(jnp.array([0, 1])), jnp.arange(4))
     one_chunk, metrics_one_chunk = train(init(jnp.array([1])), jnp.arange(4))
     two_chunks, _ = train(init(jnp.array([1])), jnp.arange(2))

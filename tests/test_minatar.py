@@ -26,7 +26,6 @@ GAMES = {
 def play(env, policy, num_steps, seed=0):
     """Steps `env` with policy(key) -> actions; returns the first obs and the per-step
     (obs after the step, reward, done, info) stacked over time."""
-    obs, state = env.reset(jax.random.PRNGKey(seed))
 
     def step(carry, key):
         obs, state = carry
@@ -34,8 +33,13 @@ def play(env, policy, num_steps, seed=0):
         next_obs, state, reward, done, info = env.step(env_key, state, policy(action_key))
         return (next_obs, state), (next_obs, reward, done, info)
 
-    keys = jax.random.split(jax.random.PRNGKey(seed + 1), num_steps)
-    _, out = jax.jit(lambda c: jax.lax.scan(step, c, keys))((obs, state))
+    @jax.jit  # the reset and the steps in one program
+    def run():
+        obs, state = env.reset(jax.random.PRNGKey(seed))
+        keys = jax.random.split(jax.random.PRNGKey(seed + 1), num_steps)
+        return obs, jax.lax.scan(step, (obs, state), keys)[1]
+
+    obs, out = run()
     return obs, jax.device_get(out)
 
 
@@ -96,13 +100,18 @@ def test_evaluation_plays_the_same_games_sampled_and_greedy_and_replays_independ
     assert set(metrics) == set(common_envs.EVAL_METRICS)  # the metrics no_evaluation makes nan at the other updates
     # Replayed game by game with gymnax's own (auto-resetting) step, stopped at the first end.
     reset_key, _, env_key = jax.random.split(common_envs.fold_eval_key(150), 3)
+
+    @jax.jit  # game `game`'s step t, with the t-th key of the evaluation's split, as one program
+    def step(state, t, game):
+        key = jax.random.split(jax.random.fold_in(env_key, t), num_games)[game]
+        return env.step_env(key, state, 2, env_params)
+
     returns, lengths = [], []
     for game in range(num_games):
-        obs, state = env.reset_env(jax.random.split(reset_key, num_games)[game], env_params)
+        obs, state = jax.jit(env.reset_env)(jax.random.split(reset_key, num_games)[game], env_params)
         total, t, done = 0.0, 0, False
         while not done:
-            key = jax.random.split(jax.random.fold_in(env_key, t), num_games)[game]
-            obs, state, reward, done, _ = env.step_env(key, state, 2, env_params)
+            obs, state, reward, done, _ = step(state, t, game)
             total, t = total + float(reward), t + 1
             done = bool(done) or t == env_params.max_steps_in_episode
         returns.append(total)

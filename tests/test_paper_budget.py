@@ -114,15 +114,10 @@ def test_a_folder_started_with_other_variants_or_seeds_is_refused(tmp_path):
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "variants.txt").write_text("a mg_chain.py --meta-lr 0\n# groups: 1 × 10 seeds\n")
     for groups, per_group in (("2", "10"), ("1", "5")):
-        result = subprocess.run(
-            ["bash", SCRIPT, str(tmp_path / "runs"), str(tmp_path / "a.txt"), groups, per_group],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env=ENV,
-        )
+        arguments = (str(tmp_path / "runs"), str(tmp_path / "a.txt"), groups, per_group)
+        result, calls = run_with_stand_in_python(tmp_path, "paper_budget.sh", *arguments)
         assert result.returncode == 2 and "was started with other variants or seed groups" in result.stderr
-        assert sorted(os.listdir(tmp_path / "runs")) == ["variants.txt"]
+        assert sorted(os.listdir(tmp_path / "runs")) == ["variants.txt"] and not [c for c in calls if c[0] != "-c"]
 
 
 def test_gpu_sh_continues_the_snake_budget_within_its_call_and_packs_small_results(tmp_path):

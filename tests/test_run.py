@@ -14,6 +14,7 @@ import sys
 import time
 
 import flax.serialization
+import jax
 import pytest
 from conftest import ROOT, metrics_rows
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -133,7 +134,7 @@ def test_a_checkpoint_from_before_an_option_existed_resumes_with_its_default(tmp
     # Checkpoints hold every option; one written before --track existed (and with the meta-gradient
     # clip under its old name) must still resume, the new options at their defaults.
     args = mg_chain.Args(exp_name="old", runs_dir=str(tmp_path), num_envs=8, num_updates=4)
-    runner = mg_chain.make_train(args, all_parts=True).init(0)
+    runner = jax.jit(mg_chain.make_train(args, all_parts=True).init)(0)
     old_args = {k: v for k, v in vars(args).items() if k not in ("track", "wandb_project_name", "wandb_entity")}
     old_args["max_grad_norm"] = old_args.pop("max_meta_grad_norm")
     run_dir = tmp_path / "old_run"

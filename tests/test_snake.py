@@ -15,6 +15,7 @@ import common_envs
 import mg_snake
 
 KEY = jax.random.PRNGKey(4)  # the key of BMG's matching batch (MG's meta-loss takes none)
+RNG = np.random.default_rng(0)  # test inputs (jax.random would compile a program for each shape)
 
 
 def avals(tree):
@@ -28,15 +29,20 @@ def run_policy(policy, num_envs, num_steps, seed=0):
     """Steps `num_envs` Snakes with `policy(jumanji state) -> action`; returns the first state,
     the last state and the per-step (obs, reward, done, info) stacked over time."""
     env = common_envs.make_snake(num_envs)
-    obs, state = env.reset(jax.random.PRNGKey(seed))
 
     def step(carry, key):
         obs, state = carry
         next_obs, state, reward, done, info = env.step(key, state, policy(state.env_state))
         return (next_obs, state), (next_obs, reward, done, info)
 
-    keys = jax.random.split(jax.random.PRNGKey(seed + 1), num_steps)
-    (_, last_state), out = jax.jit(lambda c: jax.lax.scan(step, c, keys))((obs, state))
+    @jax.jit  # the reset and the steps in one program
+    def run():
+        obs, state = env.reset(jax.random.PRNGKey(seed))
+        keys = jax.random.split(jax.random.PRNGKey(seed + 1), num_steps)
+        (_, last_state), out = jax.lax.scan(step, (obs, state), keys)
+        return obs, state, last_state, out
+
+    obs, state, last_state, out = run()
     return obs, state, last_state, jax.device_get(out)
 
 
@@ -105,7 +111,7 @@ def test_gae_gradient_in_gamma_matches_finite_difference():
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("stride, shape", [(2, (6, 6, 5)), (1, (3, 3, 32))])
 def test_patch_convolution_equals_nn_conv(stride, shape):
-    x = jax.random.normal(jax.random.PRNGKey(0), (4, 3, *shape))  # two batch dimensions
+    x = jnp.asarray(RNG.normal(size=(4, 3, *shape)), jnp.float32)  # two batch dimensions
     ours = common_envs.Conv2x2(32, stride=stride, kernel_init=mg_snake.HAIKU_INIT)
     conv = nn.Conv(32, (2, 2), strides=stride, padding="SAME", kernel_init=mg_snake.HAIKU_INIT)
     params = conv.init(jax.random.PRNGKey(1), x)
@@ -126,7 +132,7 @@ def test_torso_equals_the_nn_conv_torso():
             x = nn.relu(nn.Conv(32, (2, 2), strides=1, padding="SAME", name="Conv2x2_1")(x))
             return x.reshape(*x.shape[:-3], -1)
 
-    obs = jax.random.uniform(jax.random.PRNGKey(0), (5, 7, *common_envs.SNAKE_OBS_SHAPE))
+    obs = jnp.asarray(RNG.uniform(size=(5, 7, *common_envs.SNAKE_OBS_SHAPE)), jnp.float32)
     params = mg_snake.Torso().init(jax.random.PRNGKey(1), obs)
     features = mg_snake.Torso().apply(params, obs)
     assert features.shape == (5, 7, 288)
@@ -138,8 +144,9 @@ def test_torso_equals_the_nn_conv_torso():
 # --------------------------------------------------------------------------------------------
 def test_outer_head_does_not_shape_the_critic_torso():
     critic = mg_snake.Critic()
-    obs = jax.random.uniform(jax.random.PRNGKey(0), (10, *common_envs.SNAKE_OBS_SHAPE))
-    params = jax.jit(critic.init)(jax.random.PRNGKey(1), obs)
+    obs = jnp.asarray(RNG.uniform(size=(10, *common_envs.SNAKE_OBS_SHAPE)), jnp.float32)
+    # The critic's θ as the scripts' init makes it (a program other tests load from the compilation cache).
+    params = jax.jit(mg_snake.make_train(mg_snake.Args(num_envs=8), all_parts=True).init)(0).params["critic"]
     targets = jnp.linspace(0.2, 1.0, 10)
     # The inner critic's update (RMSProp, as in the scripts) with and without the outer head's loss.
     optimizer = optax.rmsprop(5e-4, decay=0.9)
@@ -174,37 +181,48 @@ def meta_gradient_setup(module, outer_critic):
     too). Call under enable_x64."""
     args = module.Args(num_envs=8, num_steps=5, total_timesteps=40, outer_critic=outer_critic)
     fns = module.make_train(args, all_parts=True)
-    runner = jax.jit(fns.init)(0)
+    # The scripts' float32 init (a program other tests load from the compilation cache), each leaf then
+    # given the type the same init has under x64 (jumanji's integers are int64 there).
+    with jax.enable_x64(False):
+        runner = jax.jit(fns.init)(0)
+    runner = jax.tree.map(lambda x, like: x.astype(like.dtype), runner, jax.eval_shape(fns.init, 0))
     to64 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float64), tree)
     params, opt_state = to64(runner.params), to64(runner.opt_state)
     eta0 = jnp.asarray(module.gamma_inverse(0.9), jnp.float64)
+
+    @jax.jit  # exactly as the script's update: vjp of θ′(η) (its actor part), cotangent from the meta-loss at θ′
+    def meta_step(params, opt_state, target_opt_state, inner_batch, inner_values, outer_batch, outer_values, envs):
+        new_params, new_opt_state, _, meta_vjp = fns.inner_update_and_vjp(eta0, params, opt_state, inner_batch, inner_values)
+        cotangent, target_opt_state, _, meta_batches, _ = fns.meta_loss_grad(
+            new_params, target_opt_state, outer_batch, outer_values, envs, KEY
+        )
+        return (meta_vjp(cotangent), cotangent["critic"], meta_batches), (new_params, new_opt_state, target_opt_state)
+
     # Each part jitted: run op by op, float64 would compile every operation on its own.
-    rollout, inner_update, baseline_values = jax.jit(fns.rollout), jax.jit(fns.inner_update), jax.jit(fns.baseline_values)
+    rollout, baseline_values = jax.jit(fns.rollout), jax.jit(fns.baseline_values)
     env_state, obs, batch = rollout(params, runner.env_state, runner.obs, jax.random.PRNGKey(1))
     values = baseline_values(params, batch)
-    params, (opt_state, _) = inner_update(eta0, params, opt_state, batch, values)
+    # The first step (the same program): θ, its optimiser state and BMG's target optimiser state move once.
     envs = (runner.env_state, runner.obs)
-    _, target_opt_state, *_ = jax.jit(fns.meta_loss_grad)(params, to64(runner.target_opt_state), batch, values, envs, KEY)
+    _, (params, opt_state, target_opt_state) = meta_step(
+        params, opt_state, to64(runner.target_opt_state), batch, values, batch, values, envs
+    )
     env_state, obs, inner_batch = rollout(params, env_state, obs, jax.random.PRNGKey(2))
     inner_values = baseline_values(params, inner_batch)
 
     def new_params_of(eta):
         return fns.inner_update(eta, params, opt_state, inner_batch, inner_values)
 
-    new_params0, (new_opt_state0, _) = inner_update(eta0, params, opt_state, inner_batch, inner_values)
+    # θ′(η0), from the same program (its meta-loss, on the inner batch here, is not used)
+    _, (new_params0, _, _) = meta_step(
+        params, opt_state, target_opt_state, inner_batch, inner_values, inner_batch, inner_values, envs
+    )
     env_state, obs, outer_batch = rollout(new_params0, env_state, obs, jax.random.PRNGKey(3))
     outer_values = baseline_values(new_params0, outer_batch)
     envs = (env_state, obs)  # where the outer batch left the environments: BMG's matching batch starts here
-
-    @jax.jit
-    def autodiff():  # exactly as the script's update: vjp of θ′(η) (its actor part), cotangent from the meta-loss
-        new_params, new_opt_state, _, meta_vjp = fns.inner_update_and_vjp(eta0, params, opt_state, inner_batch, inner_values)
-        cotangent, _, _, meta_batches, _ = fns.meta_loss_grad(
-            new_params, target_opt_state, outer_batch, outer_values, envs, KEY
-        )
-        return meta_vjp(cotangent), cotangent["critic"], meta_batches
-
-    meta_gradient, critic_cotangent, meta_batches = autodiff()
+    (meta_gradient, critic_cotangent, meta_batches), _ = meta_step(
+        params, opt_state, target_opt_state, inner_batch, inner_values, outer_batch, outer_values, envs
+    )
     # The meta-loss must not depend on the critic part of θ′: that is what lets the update skip it.
     assert all(np.all(leaf == 0) for leaf in jax.tree.leaves(critic_cotangent))
     setup = dict(new_params_of=new_params_of, new_params0=new_params0, target_opt_state=target_opt_state, envs=envs)
@@ -305,11 +323,11 @@ def test_bmg_matching_batch_is_sampled_by_the_target_from_where_the_outer_batch_
 # --------------------------------------------------------------------------------------------
 def test_meta_lr_zero_keeps_gamma_exactly():
     # eval_every 0: the evaluation (a program of its own inside the chunk) is not what this checks.
-    fns = mg_snake.make_train(mg_snake.Args(num_envs=8, meta_lr=0.0, gamma_init=0.9, eval_every=0), all_parts=True)
+    fns = mg_snake.make_train(mg_snake.Args(num_envs=8, meta_lr=0.0, eval_every=0), all_parts=True)
     runner = jax.jit(fns.init)(0)
     new_runner, metrics = jax.jit(fns.train)(runner, jnp.arange(2))
     assert new_runner.meta_params == runner.meta_params
-    np.testing.assert_allclose(metrics["meta/gamma"], 0.9, rtol=1e-6)
+    np.testing.assert_allclose(metrics["meta/gamma"], mg_snake.Args().gamma_init, rtol=1e-6)
     np.testing.assert_array_equal(metrics["meta/meta_grad"], 0.0)
     assert np.all(np.isnan(metrics["meta/outer_advantage"]))  # no outer batch was sampled
     assert avals(new_runner) == avals(runner)  # no leaf changes type: later chunks do not recompile
@@ -331,11 +349,8 @@ def test_first_meta_step_is_small_for_a_tiny_meta_gradient(module):
 
 
 def test_initialisation_is_haikus_default():
-    obs = jnp.zeros((1, *common_envs.SNAKE_OBS_SHAPE))
-    params = {
-        "actor": mg_snake.Actor(4).init(jax.random.PRNGKey(0), obs),
-        "critic": mg_snake.Critic().init(jax.random.PRNGKey(1), obs),
-    }
+    # θ as the scripts' init makes it (the program other tests load from the compilation cache).
+    params = jax.jit(mg_snake.make_train(mg_snake.Args(num_envs=8), all_parts=True).init)(0).params
     kernels = [
         (path, np.asarray(leaf))
         for path, leaf in jax.tree_util.tree_leaves_with_path(params)
@@ -370,4 +385,4 @@ def test_bmg_target_has_its_own_optimiser_state_carried_across_updates():
     assert all(np.any(np.asarray(t) > 0) for t in target_nu)
     assert all(not np.allclose(t, i) for t, i in zip(target_nu, inner_nu))
     # MG has no target: its slot stays empty.
-    assert jax.jit(mg_snake.make_train(mg_snake.Args(num_envs=8), all_parts=True).init)(0).target_opt_state == ()
+    assert jax.eval_shape(mg_snake.make_train(mg_snake.Args(num_envs=8), all_parts=True).init, 0).target_opt_state == ()
