@@ -94,6 +94,7 @@ BAD_SNAKE = [
     ["--num-envs", "8", "--total-timesteps", "39"],
     ["--gamma-init", "0"],
     ["--gamma-init", "1.0"],
+    ["--env-id", "Pong-MinAtar"],  # not one of the games
 ]
 MODULES = {"mg_chain.py": mg_chain, "bmg_chain.py": bmg_chain, "mg_snake.py": mg_snake, "bmg_snake.py": bmg_snake}
 BAD_INPUT = [
