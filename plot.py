@@ -260,12 +260,16 @@ def window_mean(updates, values, window):
 
 def per_seed(seed, metric, window=0):
     """(updates, values) of one seed: Snake's evaluations at the update the evaluated policy was at (rows
-    without one dropped); γ and the outer advantages as trailing means when `window` > 0."""
+    without one dropped), the training episodes' statistics at the log points where some ended; γ and the
+    outer advantages as trailing means when `window` > 0."""
     if metric.startswith("eval/") and "eval/update" in seed:
         keep = ~np.isnan(seed["eval/update"])
         updates, values = seed["eval/update"][keep], seed[metric][keep]
     else:
         updates, values = seed["update"], seed[metric]
+        if metric.startswith("charts/episodic_"):  # where no episode ended: dropped (Freeway's all end together)
+            keep = ~np.isnan(values)
+            updates, values = updates[keep], values[keep]
         if window and (metric == "meta/gamma" or metric.startswith("meta/outer_advantage")):  # --window's quantities
             values = window_mean(updates, values, window)
     updates, first = np.unique(updates, return_index=True)  # sorted, each update once

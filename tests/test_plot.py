@@ -168,6 +168,27 @@ def test_a_minatar_game_has_its_own_evaluation_and_no_reference(tmp_path):
     assert plot.panels(plot.SNAKE, variants, 0)[1][1] == "evaluation return (512 games, sampled actions)"
 
 
+def test_the_training_return_is_read_where_episodes_ended(tmp_path):
+    # Freeway's episodes all end at the same updates: most log points hold no training return.
+    run_dir = write_snake_run(tmp_path, "mg", env_id="Freeway-MinAtar", updates=610, log_every=10)
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    column = lines[0].split(",").index("charts/episodic_return")
+    rows = [line.split(",") for line in lines[1:]]
+    for row in rows:
+        row[column] = row[column] if int(row[1]) % (250 * 2560) == 0 else "nan"
+    (run_dir / "metrics.csv").write_text("\n".join([lines[0], *(",".join(row) for row in rows)]) + "\n")
+    env, variants = plot.load_runs([str(tmp_path)])
+    ((_, seeds),) = variants.values()
+    updates, values = plot.stacked(seeds, "charts/episodic_return")
+    np.testing.assert_array_equal(updates, [250, 500])
+    np.testing.assert_allclose(values, [[1.25, 1.5], [1.25, 1.5]])
+    ((row,),) = [markdown_rows(plot.table(variants, env, 0), "MG")]
+    assert row[2] == "610" and "1.500 ± 0.000" in row  # the last log point, and the training return of the last episodes
+    figure = plot.plot(variants, env, plot.Args(runs=(str(tmp_path),), out=str(tmp_path / "f.png")), None)
+    (panel,) = [ax for ax in figure.axes if ax.get_title() == "training-episode return"]
+    np.testing.assert_allclose(panel.lines[0].get_ydata(), [1.25, 1.5])  # a line through both, not isolated points
+
+
 def test_chain_draws_the_exact_expected_return(tmp_path):
     run_dir = write_chain_run(tmp_path, "mg_chain")
     variants = plot.group_runs([(run_dir, *plot.load_run(run_dir))])
