@@ -9,6 +9,7 @@ import sys
 import tempfile
 
 import jax
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -26,30 +27,56 @@ SUBPROCESS_ENV = dict(os.environ)
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
-# The programs that later tests' CLI runs compile, compiled ahead while the first test files (mostly
-# in-process, one core) run: a background process at nice 19 runs each command below for one chunk,
+# The programs that later tests' CLI runs compile, compiled ahead while the first test files run: a background process at nice 19 runs each command below for one chunk,
 # and the cache serves the program to every test that starts the same configuration (the budget
 # does not enter the program). A test that gets there first compiles it itself. Only for the whole
 # suite (what CI runs): a single file has nothing to overlap with.
 SNAKE_RUN = ["--num-envs", "8", "--log-every", "2", "--total-timesteps", "80"]  # 2 updates: one chunk
-CHAIN_RUN = ["--num-envs", "8", "--log-every", "2", "--num-updates", "2"]
 SEEDS_EVAL = ["--num-seeds", "2", "--eval-every", "50"]
+# The first two files (FILE_SECONDS below) start with the chain's programs (test_resume.py's mg_chain.py run) and
+# test_reliability.py's non-finite stops: those compile there at once, not here.
 WARM_UP = [  # in the order the tests need them
-    [
-        "mg_chain.py",
-        *CHAIN_RUN,
-        "--num-seeds",
-        "2",
-        "--outer-critic",
-    ],  # test_chain's CLI runs, test_reliability, test_resume, test_paper_budget
-    ["bmg_chain.py", *CHAIN_RUN, "--num-seeds", "2", "--outer-critic"],
-    ["mg_snake.py", *SNAKE_RUN, *SEEDS_EVAL, "--outer-critic"],  # test_resume, test_watch
     ["bmg_snake.py", *SNAKE_RUN, *SEEDS_EVAL, "--outer-critic"],  # test_reliability's sharding test, test_resume
-    # test_reliability's non-finite stops (exit 1)
-    ["mg_snake.py", *SNAKE_RUN, "--eval-every", "0", "--learning-rate", "1e38"],
-    ["mg_chain.py", *CHAIN_RUN, "--no-true-value", "--learning-rate", "1e38"],
+    ["mg_snake.py", *SNAKE_RUN, *SEEDS_EVAL, "--outer-critic"],  # test_resume, test_watch, test_wandb
+    # test_minatar's runs of the scripts on a MinAtar game
+    ["mg_snake.py", *SNAKE_RUN, "--env-id", "Freeway-MinAtar", "--outer-critic", "--eval-every", "2"],
+    ["bmg_snake.py", *SNAKE_RUN, "--env-id", "Breakout-MinAtar", "--outer-critic", "--eval-every", "2"],
 ]
 _warm_up = []
+
+
+# Each file runs in one pytest-xdist worker (--dist loadfile): handed out longest first (the longest-processing-time
+# rule), the two workers end together instead of one finishing a long file alone. Rough seconds on an idle 2-core CPU:
+# (the file's fast tier, its slow tests). A file not listed counts as short; the order within a file is kept.
+FILE_SECONDS = {
+    "test_resume.py": (0, 280),
+    "test_reliability.py": (10, 140),
+    "test_minatar.py": (23, 117),
+    "test_chain.py": (127, 0),
+    "test_snake.py": (95, 0),
+    "test_benchmark.py": (0, 95),
+    "test_run.py": (0, 56),
+    "test_wandb.py": (0, 54),
+    "test_paper_budget.py": (0, 47),
+    "test_slurm.py": (0, 34),
+    "test_watch.py": (0, 31),
+    "test_bias_map.py": (4, 20),
+    "test_experiments.py": (10, 0),
+    "test_plot.py": (10, 0),
+    "test_meta_grad_bias.py": (7, 0),
+}
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist would order the files by their number of tests
+        config.option.loadscopereorder = False
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected the slow tests (or not)
+def pytest_collection_modifyitems(config, items):
+    with_slow = {item.path.name for item in items if item.get_closest_marker("slow")}
+    seconds = {name: fast + (slow if name in with_slow else 0) for name, (fast, slow) in FILE_SECONDS.items()}
+    items.sort(key=lambda item: -seconds.get(item.path.name, 0))  # a stable sort: each file stays in one piece
 
 
 def pytest_collection_finish(session):

@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT, SUBPROCESS_ENV, metrics_rows, only_run, run_with_stand_in_python
 
 SCRIPT = os.path.join(ROOT, "experiments", "paper_budget.sh")
-# conftest's CHAIN_RUN program with 2 seeds (compiled once per session); 2,000 updates are ~6 s of
+# test_resume.py's mg_chain.py program (compiled once per session); 2,000 updates are ~6 s of
 # training on an idle 2-core CPU, so a 1-2 s time limit cuts the run.
 FLAGS = ["--num-envs", "8", "--log-every", "2", "--num-updates", "2000", "--outer-critic"]
 ENV = {**SUBPROCESS_ENV, "PATH": f"{os.path.dirname(sys.executable)}:{SUBPROCESS_ENV['PATH']}"}  # its `python`
