@@ -323,7 +323,8 @@ def mean_meta_gradient(script, outer_critic, outer_ent_coef, num_batches=64):
     return grads.mean(), grads.std() / math.sqrt(num_batches)
 
 
-@pytest.mark.parametrize("outer_ent_coef", [0.005, 0.0])
+# The default outer entropy bonus in the fast tier; without it (the bonus's part ruled out) in the whole suite.
+@pytest.mark.parametrize("outer_ent_coef", [0.005, pytest.param(0.0, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("script", ["mg", "bmg"])
 def test_outer_critic_reverses_the_direction_of_gamma(script, outer_ent_coef):
     """Adam descends the meta-gradient: a negative mean meta-gradient raises γ."""
@@ -347,6 +348,7 @@ def test_meta_lr_zero_keeps_gamma_exactly():
     assert np.all(np.isnan(metrics["meta/outer_advantage"]))  # no outer batch was sampled
 
 
+@pytest.mark.slow  # a claim about the run machinery, not the mathematics: the whole suite
 def test_a_vmapped_seed_draws_the_keys_of_the_seed_alone_and_chunks_do_not_matter():
     fns = mg_chain.make_train(mg_chain.Args(num_envs=8, outer_critic=True), all_parts=True)
     train = jax.jit(jax.vmap(fns.train, in_axes=(0, None)))

@@ -321,6 +321,7 @@ def test_bmg_matching_batch_is_sampled_by_the_target_from_where_the_outer_batch_
 # The CLI runs themselves are in test_resume.py (both scripts, with the outer critic) and
 # test_reliability.py; what --no-outer-critic changes is checked here, on the outer loss.
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow  # the chain's twin runs in the fast tier; Snake's compiles a chunk of its own
 def test_meta_lr_zero_keeps_gamma_exactly():
     # eval_every 0: the evaluation (a program of its own inside the chunk) is not what this checks.
     fns = mg_snake.make_train(mg_snake.Args(num_envs=8, meta_lr=0.0, eval_every=0), all_parts=True)
@@ -372,6 +373,7 @@ def test_initialisation_is_haikus_default():
     assert np.concatenate(pooled).std() == pytest.approx(truncated_std, rel=0.01)
 
 
+@pytest.mark.slow  # a chunk of BMG's own compiled for it: the whole suite
 def test_bmg_target_has_its_own_optimiser_state_carried_across_updates():
     fns = bmg_snake.make_train(bmg_snake.Args(num_envs=8, eval_every=0), all_parts=True)
     runner = jax.jit(fns.init)(0)
