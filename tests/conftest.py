@@ -27,7 +27,8 @@ SUBPROCESS_ENV = dict(os.environ)
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
-# The programs that later tests' CLI runs compile, compiled ahead while the first test files run: a background process at nice 19 runs each command below for one chunk,
+# The programs that later tests' CLI runs compile, compiled ahead while the first test files run: a background
+# process at nice 19 runs each command below for one chunk,
 # and the cache serves the program to every test that starts the same configuration (the budget
 # does not enter the program). A test that gets there first compiles it itself. Only for the whole
 # suite (what CI runs): a single file has nothing to overlap with.
