@@ -81,33 +81,30 @@ def checkpoint_updates(run_dir):
         return flax.serialization.msgpack_restore(f.read())["updates_done"]
 
 
-def stop_when(watched, timeout=300):
-    """Freezes each process (SIGSTOP) at the first moment its `ready(run_dir)` holds, watching all
-    of them at once; the caller then delivers the real signal. Freezing first makes the state the
-    test checked the state the process is stopped in. watched: {name: (process, runs_dir, ready)}."""
-    frozen, deadline = {}, time.time() + timeout
-    while len(frozen) < len(watched):
-        assert time.time() < deadline, "a run never reached the point to stop it"
-        for name, (process, runs_dir, ready) in watched.items():
-            runs = [p for p in runs_dir.iterdir() if p.is_dir()] if runs_dir.exists() else []
-            if name in frozen or not (runs and os.path.exists(runs[0] / "metrics.csv")):
-                continue
+def stop_when(process, runs_dir, ready, timeout=300):
+    """Freezes the process (SIGSTOP) at the first moment `ready(run_dir)` holds and returns its run
+    folder; the caller then delivers the real signal. Freezing first makes the state the test checked
+    the state the process is stopped in."""
+    deadline = time.time() + timeout
+    while True:
+        assert time.time() < deadline, "the run never reached the point to stop it"
+        runs = [p for p in runs_dir.iterdir() if p.is_dir()] if runs_dir.exists() else []
+        if runs and os.path.exists(runs[0] / "metrics.csv"):
             process.send_signal(signal.SIGSTOP)
             if ready(runs[0]):
-                frozen[name] = runs[0]
-                continue
+                return runs[0]
             process.send_signal(signal.SIGCONT)
-            assert process.poll() is None, f"{name} ended before it could be stopped"
+            assert process.poll() is None, "the run ended before it could be stopped"
         time.sleep(0.01)
-    return frozen
 
 
 @pytest.fixture(scope="module", params=list(MODULES))
 def runs(request, tmp_path_factory):
-    """For one script: the uninterrupted run, a run stopped by SIGTERM after a few log points
-    and one killed with SIGKILL while its log is ahead of its last checkpoint, both resumed.
-    The other two start once the first has logged, i.e. compiled: they load its program from
-    the compilation cache instead of compiling it again."""
+    """For one script: the uninterrupted run, and beside it one run cut three ways and continued each time:
+    stopped by SIGTERM after a few log points, resumed and killed with SIGKILL while its log is ahead of its
+    last checkpoint, resumed again (mg_snake.py: and stopped by a time limit of 1 s, the loop being the same in
+    all four scripts), and resumed to the end. The cut run starts once the first has logged, i.e. compiled:
+    every process after the first loads its program from the compilation cache."""
     script = request.param
     base = tmp_path_factory.mktemp(script[:-3])
     full = start(script, base / "full")
@@ -115,46 +112,44 @@ def runs(request, tmp_path_factory):
     while not list((base / "full").glob("*/metrics.csv")):
         assert full.poll() is None and time.time() < deadline, full.communicate()
         time.sleep(0.05)
-    stopped = start(script, base / "sigterm")
-    killed = start(script, base / "kill9", "--checkpoint-every-s", "0.05")
-    frozen = stop_when(
-        {
-            "sigterm": (stopped, base / "sigterm", lambda run: len(logged_steps(run)) >= 3),
-            "kill9": (killed, base / "kill9", lambda run: ahead_of_checkpoint(script, run)),
-        }
-    )
-    sigterm_dir, kill_dir = frozen["sigterm"], frozen["kill9"]
 
-    kill9 = {"steps_at_kill": logged_steps(kill_dir), "checkpoint_updates": checkpoint_updates(kill_dir)}
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate(timeout=60)
-
+    stopped = start(script, base / "cut")
+    cut_dir = stop_when(stopped, base / "cut", lambda run: len(logged_steps(run)) >= 3)
     stopped.send_signal(signal.SIGTERM)
     stopped.send_signal(signal.SIGCONT)
     stdout, stderr = stopped.communicate(timeout=300)
-    accumulator = EventAccumulator(str(sigterm_dir / "seed0"))
+    accumulator = EventAccumulator(str(cut_dir / "seed0"))
     accumulator.Reload()
     sigterm = {
         "returncode": stopped.returncode,
         "stdout": stdout,
         "stderr": stderr,
-        "csv_steps": logged_steps(sigterm_dir),
+        "csv_steps": logged_steps(cut_dir),
         "tensorboard_points": len(accumulator.Scalars("meta/gamma")),
     }
 
+    killed = resume(script, cut_dir, "--checkpoint-every-s", "0.05")
+    stop_when(killed, base / "cut", lambda run: ahead_of_checkpoint(script, run))
+    kill9 = {"steps_at_kill": logged_steps(cut_dir), "checkpoint_updates": checkpoint_updates(cut_dir)}
+    killed.send_signal(signal.SIGKILL)
+    kill9["stdout"] = killed.communicate(timeout=60)[0]
+
+    time_limit = None
+    if script == "mg_snake.py":
+        result = finished(resume(script, cut_dir, "--time-limit-s", "1"))
+        time_limit = {"result": result, "checkpoint_updates": checkpoint_updates(cut_dir), "csv_steps": logged_steps(cut_dir)}
+    last = finished(resume(script, cut_dir, *(["--time-limit-s", "0"] if time_limit else [])))
+
     out, err = full.communicate(timeout=600)
     assert full.returncode == 0, err
-    full_dir = only_run(base / "full")
-    resumed = {"sigterm": resume(script, sigterm_dir), "kill9": resume(script, kill_dir)}  # side by side
-    resumed = {name: finished(process) for name, process in resumed.items()}
     return {
         "script": script,
-        "full": full_dir,
-        "sigterm_dir": sigterm_dir,
-        "kill_dir": kill_dir,
+        "full": only_run(base / "full"),
+        "cut_dir": cut_dir,
         "sigterm": sigterm,
         "kill9": kill9,
-        "resumed": resumed,
+        "time_limit": time_limit,
+        "last": last,
         "full_stdout": out,
     }
 
@@ -177,33 +172,28 @@ def test_sigterm_keeps_every_log_point_and_resume_continues_bit_exactly(runs):
     # disk, in metrics.csv and in TensorBoard.
     printed = sigterm["stdout"].count("| gamma ")
     assert printed == len(sigterm["csv_steps"]) == sigterm["tensorboard_points"] >= 3
-    result = runs["resumed"]["sigterm"]
-    assert result.returncode == 0, result.stderr
-    assert "resumed at update" in result.stdout
-    assert metrics_rows(runs["sigterm_dir"]) == metrics_rows(runs["full"])
-    assert_same_models_and_tensorboard(runs, runs["sigterm_dir"])
-
-
-def test_kill_9_between_checkpoints_resumes_bit_exactly(runs):
-    kill9, unit = runs["kill9"], STEP_UNIT[runs["script"]]
-    # The kill came while the log was ahead of the checkpoint: resume drops those rows first.
-    assert kill9["steps_at_kill"][-1] > kill9["checkpoint_updates"] * unit
-    result = runs["resumed"]["kill9"]
-    assert result.returncode == 0, result.stderr
-    assert f"resumed at update {kill9['checkpoint_updates']}" in result.stdout
-    assert metrics_rows(runs["kill_dir"]) == metrics_rows(runs["full"])
-    assert_same_models_and_tensorboard(runs, runs["kill_dir"])
-
-
-def assert_same_models_and_tensorboard(runs, run_dir):
+    # The resume starts from there: the checkpoint is the last log point's.
+    assert f"resumed at update {len(sigterm['csv_steps']) * 2}" in runs["kill9"]["stdout"]
+    # Cut three times, the run ends with the uninterrupted run's log, models and TensorBoard.
+    assert runs["last"].returncode == 0, runs["last"].stderr
+    assert metrics_rows(runs["cut_dir"]) == metrics_rows(runs["full"])
     for seed in (0, 1):
         full = (runs["full"] / f"seed{seed}" / "model.msgpack").read_bytes()
-        assert (run_dir / f"seed{seed}" / "model.msgpack").read_bytes() == full
-    # TensorBoard shows each log point once: the steps logged after the checkpoint were purged.
-    accumulator = EventAccumulator(str(run_dir / "seed1"))
+        assert (runs["cut_dir"] / f"seed{seed}" / "model.msgpack").read_bytes() == full
+    # TensorBoard shows each log point once: the steps logged after a checkpoint were purged on resume.
+    accumulator = EventAccumulator(str(runs["cut_dir"] / "seed1"))
     accumulator.Reload()
     steps = [event.step for event in accumulator.Scalars("meta/gamma")]
     assert steps == logged_steps(runs["full"])
+
+
+def test_kill_9_between_checkpoints_resumes_from_the_checkpoint(runs):
+    kill9, unit = runs["kill9"], STEP_UNIT[runs["script"]]
+    # The kill came while the log was ahead of the checkpoint: resume drops those rows first (the log
+    # then equals the uninterrupted run's: the test above).
+    assert kill9["steps_at_kill"][-1] > kill9["checkpoint_updates"] * unit
+    after_kill = runs["time_limit"]["result"] if runs["time_limit"] else runs["last"]
+    assert f"resumed at update {kill9['checkpoint_updates']}" in after_kill.stdout
 
 
 def test_the_run_directory_holds_what_the_readme_says(runs):
@@ -411,19 +401,15 @@ def test_chain_expected_return_equals_the_monte_carlo_return_of_the_saved_policy
     assert abs(float(last["eval/expected_return"]) - returns.mean()) < 3 * standard_error
 
 
-def test_time_limit_ends_cleanly_with_a_checkpoint_and_resumes_bit_exactly(runs):
-    if runs["script"] != "mg_snake.py":
+def test_time_limit_ends_cleanly_with_a_checkpoint_and_resumes(runs):
+    if runs["time_limit"] is None:
         pytest.skip("one script: the loop is the same in all four")
-    runs_dir = runs["full"].parent.parent / "time_limit"
-    process = start("mg_snake.py", runs_dir, "--time-limit-s", "1")
-    stdout, stderr = process.communicate(timeout=600)
-    assert process.returncode == common_run.EXIT_TIME_LIMIT == 3, stderr  # resumable: a cluster requeues it
-    run_dir = only_run(runs_dir)
-    updates = checkpoint_updates(run_dir)
-    assert 0 < updates < 4000 // 40  # stopped early, at a log point, with a checkpoint
-    assert f"time limit reached after {updates} updates; continue with: python mg_snake.py --resume {run_dir}" in stdout
-    assert logged_steps(run_dir)[-1] == updates * STEP_UNIT["mg_snake.py"]
-    # --resume keeps the checkpoint's time limit (a cluster job resubmitted as it was); 0 lifts it.
-    result = finished(resume("mg_snake.py", run_dir, "--time-limit-s", "0"))
-    assert result.returncode == 0, result.stderr
-    assert metrics_rows(run_dir) == metrics_rows(runs["full"])
+    result, updates = runs["time_limit"]["result"], runs["time_limit"]["checkpoint_updates"]
+    assert result.returncode == common_run.EXIT_TIME_LIMIT == 3, result.stderr  # resumable: a cluster requeues it
+    assert runs["kill9"]["checkpoint_updates"] < updates < 4000 // 40  # stopped early, at a log point, with a checkpoint
+    run_dir = runs["cut_dir"]
+    assert f"time limit reached after {updates} updates; continue with: python mg_snake.py --resume {run_dir}" in result.stdout
+    assert runs["time_limit"]["csv_steps"][-1] == updates * STEP_UNIT["mg_snake.py"]
+    # --resume keeps the checkpoint's time limit (a cluster job resubmitted as it was); 0 lifts it, and the
+    # run ends as the uninterrupted one (test_sigterm_keeps_every_log_point_and_resume_continues_bit_exactly).
+    assert runs["last"].returncode == 0 and "time limit" not in runs["last"].stdout
