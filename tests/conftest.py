@@ -50,7 +50,7 @@ _warm_up = []
 # rule), the two workers end together instead of one finishing a long file alone. Rough seconds on an idle 2-core CPU:
 # (the file's fast tier, its slow tests). A file not listed counts as short; the order within a file is kept.
 FILE_SECONDS = {
-    "test_resume.py": (0, 280),
+    "test_resume.py": (0, 210),
     "test_reliability.py": (10, 140),
     "test_minatar.py": (23, 117),
     "test_chain.py": (94, 33),
