@@ -226,7 +226,8 @@ def main():
     print(f"devices: {jax.devices()}")
     peak = matmul_peak(bench.peak_size, max(bench.repeats, 5))
     print(
-        f"measured matmul peak: {peak:.1f} GFLOP/s (float32 {bench.peak_size}×{bench.peak_size}, best of {max(bench.repeats, 5)})"
+        f"measured matmul peak: {peak:.1f} GFLOP/s "
+        f"(float32 {bench.peak_size}×{bench.peak_size}, best of {max(bench.repeats, 5)})"
     )
     header = (
         "| script | seeds | variant | compile s | ms/update | updates/s | inner steps/s | all steps/s "

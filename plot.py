@@ -2,7 +2,8 @@
 
     python plot.py runs/<env>__<exp_name>__<seed>__<time>    # one run: writes <that run>/figure.png
     python plot.py runs/                                      # every run below runs/: writes runs/figure.png
-    python plot.py docs/data/fig3/*_seeds0-2 --window 146 --mark-updates 1460 7446 14600 29346 --out docs/snake_paper_budget.png
+    python plot.py docs/data/fig3/*_seeds0-2 --window 146 --mark-updates 1460 7446 14600 29346 \\
+        --out docs/snake_paper_budget.png
 
 Each path is a run directory (metrics.csv, or docs/data/'s metrics.csv.gz) or a folder searched for them at any
 depth (e.g. a SLURM job array's runs/array/<variant>_s<seed>/<run>/). The seeds of one variant (variant_name,

@@ -62,7 +62,8 @@ class Args:
     seed: tuple[int, ...] = ()
     """the seed shown from each run: one value for every run, or one per run; none = each run's first seed"""
     params: Literal["auto", "checkpoint", "model"] = "auto"
-    """where θ comes from: the run's checkpoint.msgpack, seed<N>/model.msgpack (--save-model); auto = the checkpoint if the run has one"""
+    """where θ comes from: the run's checkpoint.msgpack, seed<N>/model.msgpack (--save-model); auto = the
+    checkpoint if the run has one"""
     greedy: bool = False
     """greedy actions (argmax), as eval/episodic_return_greedy; default: sampled, as eval/episodic_return"""
     eval_update: int = -1
@@ -76,7 +77,8 @@ class Args:
     fps: int = 10
     """frames per second of the GIF (1..50)"""
     dpi: int = 80
-    """resolution of the frames (20..150; the frames are held in memory until the GIF is written); each panel is 2.2 × 2.7 inches"""
+    """resolution of the frames (20..150; the frames are held in memory until the GIF is written); each
+    panel is 2.2 × 2.7 inches"""
     out: str = "runs/watch.gif"
     """where the GIF is written"""
 

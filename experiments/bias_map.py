@@ -76,7 +76,8 @@ class RunArgs:
     log_every: int = 100
     """updates per jitted chunk: one point of bias_map_curves.csv per lane"""
     first_updates: int = 1000
-    """adv_s0_first averages meta/outer_advantage_s0 over the first this many updates (a multiple of --log-every; at most the run)"""
+    """adv_s0_first averages meta/outer_advantage_s0 over the first this many updates (a multiple of
+    --log-every; at most the run)"""
     last_updates: int = 500
     """adv_s0_last averages it over the last this many updates (a multiple of --log-every; at most the run)"""
     num_envs: int = 128

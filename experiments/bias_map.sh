@@ -18,7 +18,8 @@ done
 [[ $variants == all ]] && variants=mg,mg_oc,bmg,bmg_oc
 name='(mg|mg_oc|bmg|bmg_oc)'
 [[ $variants =~ ^$name(,$name)*$ ]] \
-  || { echo "error: VARIANTS must be comma-separated names from mg, mg_oc, bmg, bmg_oc (or all), got '$variants'" >&2; exit 2; }
+  || { echo "error: VARIANTS must be comma-separated names from mg, mg_oc, bmg, bmg_oc (or all), got '$variants'" >&2
+       exit 2; }
 IFS=, read -ra names <<< "$variants"
 (( $(printf '%s\n' "${names[@]}" | sort -u | wc -l) == ${#names[@]} )) \
   || { echo "error: VARIANTS names a variant twice: '$variants'" >&2; exit 2; }

@@ -23,7 +23,8 @@ out=$(realpath -m -- "$1")
 runs=$(realpath -m -- "${GPU_RUNS_DIR:-$root/runs/gpu}")
 wheels=$(realpath -m -- "${GPU_WHEELS:-$root/wheels}")
 seconds=${GPU_CALL_SECONDS:-480}
-[[ $seconds =~ ^[0-9]+$ ]] && ((seconds > 30)) || fail "GPU_CALL_SECONDS must be a whole number of seconds > 30, got '$seconds'"
+[[ $seconds =~ ^[0-9]+$ ]] && ((seconds > 30)) \
+  || fail "GPU_CALL_SECONDS must be a whole number of seconds > 30, got '$seconds'"
 mkdir -p "$out" "$runs" 2>/dev/null && [[ -w $out && -w $runs ]] || fail "cannot write to OUT_DIR $out or GPU_RUNS_DIR $runs"
 python=${PYTHON:-$(command -v python3 || command -v python)}
 export PYTHON=$python MARGIN_S=${MARGIN_S:-60}
@@ -37,8 +38,8 @@ call() {
     "$python" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$runs/site" "$wheels"/*.whl || exit 2
     export PYTHONPATH=$runs/site${PYTHONPATH:+:$PYTHONPATH}
   fi
-  "$python" -c "import jax, platform; print('python', platform.python_version(), '| jax', jax.__version__, '|', jax.devices())" \
-    | tee "$out/versions.txt"
+  local versions="print('python', platform.python_version(), '| jax', jax.__version__, '|', jax.devices())"
+  "$python" -c "import jax, platform; $versions" | tee "$out/versions.txt"
   local left=$((seconds - 30 - SECONDS)) rc=3  # the last 30 s pack the results
   if ((left > 0)); then
     TIME_LIMIT_S=$left bash "$root/experiments/paper_budget.sh" "$runs/snake" "$root/experiments/slurm/snake.txt" 1 10

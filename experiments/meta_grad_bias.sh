@@ -25,7 +25,8 @@ own_flags=" --exp-name --runs-dir --mapping-seed --outer-critic --no-outer-criti
 own_flags+="--num-updates --measure-bias --no-measure-bias --resume --continue "
 out=; parent=runs
 if [[ ${1:-} == --continue ]]; then
-  (( $# == 2 )) || fail "--continue takes one folder and nothing else: experiments/meta_grad_bias.sh --continue runs/meta_grad_bias_<time>"
+  (( $# == 2 )) \
+    || fail "--continue takes one folder and nothing else: experiments/meta_grad_bias.sh --continue runs/meta_grad_bias_<time>"
   [[ -d $2 ]] || fail "'$2' is not a directory"
   [[ -f $2/grid.args ]] || fail "$2 has no grid.args: not a folder made by experiments/meta_grad_bias.sh"
   out=$(CDPATH= cd -- "$2" && pwd)  # absolute: the scripts run from the repository's root
@@ -42,7 +43,14 @@ while (( $# )); do
   flag=${1%%=*}; flag=${flag//_/-}
   if [[ $flag == --runs-dir ]]; then
     [[ -z $out ]] || fail "--runs-dir: the grid's folder is already $out"
-    if [[ $1 == *=* ]]; then parent=${1#*=}; shift; else (( $# >= 2 )) || fail "--runs-dir needs a folder"; parent=$2; shift 2; fi
+    if [[ $1 == *=* ]]; then
+      parent=${1#*=}
+      shift
+    else
+      (( $# >= 2 )) || fail "--runs-dir needs a folder"
+      parent=$2
+      shift 2
+    fi
     [[ -n $parent ]] || fail "--runs-dir needs a folder"
     [[ $parent == /* ]] || parent=$PWD/$parent  # the caller's folder: the scripts run from the repository's root
     continue
@@ -52,7 +60,9 @@ while (( $# )); do
 done
 runs=(); names=()  # with --continue: the grid's run directories and the exp name of each
 if [[ -n $out ]]; then
-  while IFS= read -r -d '' file; do runs+=("$(dirname "$file")"); done < <(find "$out" -mindepth 2 -maxdepth 2 -name args.json -print0 | LC_ALL=C sort -z)
+  while IFS= read -r -d '' file; do
+    runs+=("$(dirname "$file")")
+  done < <(find "$out" -mindepth 2 -maxdepth 2 -name args.json -print0 | LC_ALL=C sort -z)
   for run in "${runs[@]}"; do  # every run checked before any trains
     name=$(grep -o '"exp_name": *"[^"]*"' "$run/args.json" | head -n 1 | cut -d '"' -f 4 || true)
     script=$(grep -o '"script": *"[^"]*"' "$run/args.json" | head -n 1 | cut -d '"' -f 4 || true)
@@ -65,7 +75,8 @@ if [[ -n $out ]]; then
     [[ $script == "$expected" ]] || fail "$run ran $script, not $expected as its exp name '$name' says; move it out of $out"
     [[ " ${names[*]} " != *" $name "* ]] || fail "two runs named $name in $out; move one out"
     [[ -f $run/checkpoint.msgpack ]] \
-      || fail "$run has no checkpoint.msgpack to continue from (it stopped within its first 5 minutes); delete it and continue again"
+      || fail "$run has no checkpoint.msgpack to continue from (it stopped within its first 5 minutes);" \
+        "delete it and continue again"
     names+=("$name")
   done
 fi
@@ -79,7 +90,8 @@ if [[ -z $out ]]; then
   echo "training into $out: 4 variants × 2 critics × 3 chains, $seeds seeds × $updates updates each"
   if (( seeds == 5 )); then
     estimate=$(( updates * 1018 / 1000 + 24 * 8 ))  # seconds: Σ ms per update of the 24 runs at 5 seeds, idle
-    echo "estimated time on an idle 2-core CPU: ≈ $(( (estimate + 30) / 60 )) min (measured at 5 seeds; see the script's header)"
+    echo "estimated time on an idle 2-core CPU: ≈ $(( (estimate + 30) / 60 )) min" \
+      "(measured at 5 seeds; see the script's header)"
   fi
 else
   echo "continuing the grid in $out: $seeds seeds × $updates updates each, ${#runs[@]} of 24 runs there"

@@ -11,7 +11,8 @@
 set -euo pipefail
 fail() { echo "error: $*" >&2; exit 2; }
 (($# >= 1 && $# <= 2)) || fail "give GAME [RUNS_DIR], got $# arguments"
-[[ $1 =~ ^(Breakout|Asterix|Freeway|SpaceInvaders|Seaquest)$ ]] || fail "GAME must be Breakout, Asterix, Freeway, SpaceInvaders or Seaquest, got '$1'"
+[[ $1 =~ ^(Breakout|Asterix|Freeway|SpaceInvaders|Seaquest)$ ]] \
+  || fail "GAME must be Breakout, Asterix, Freeway, SpaceInvaders or Seaquest, got '$1'"
 seeds=${SEEDS:-5}
 [[ $seeds =~ ^[1-9][0-9]*$ ]] || fail "SEEDS must be a positive integer, got '$seeds'"
 game=$1-MinAtar

@@ -95,7 +95,8 @@ def main():
     cut = np.mean(lengths == obs.shape[0])
     print(f"{args.env_id}: {args.episodes} episodes, length {lengths.mean():.0f} ± {lengths.std():.0f}, cut {cut:.0%};")
     print(
-        f"return {float(rewards.sum(axis=0).mean()):.2f} ± {float(rewards.sum(axis=0).std()):.2f} (policy: {'up' if args.up else 'uniform'})"
+        f"return {float(rewards.sum(axis=0).mean()):.2f} ± {float(rewards.sum(axis=0).std()):.2f} "
+        f"(policy: {'up' if args.up else 'uniform'})"
     )
     train_envs = args.episodes * 3 // 4
     print("| target | return to go, mean ± std | RMSE with time | without | R² with time | without |")

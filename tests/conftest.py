@@ -179,7 +179,8 @@ def metrics_rows(run_dir, *, wall_clock=False):
 def run_without_jax(script, *arguments, cwd=None):
     """Runs `python script arguments...` in a process that fails if the script imported JAX."""
     check = (
-        f"import runpy, sys; sys.argv = [{script!r}, *{list(map(str, arguments))!r}]; sys.path.insert(0, {os.path.dirname(script)!r}); "
+        f"import runpy, sys; sys.argv = [{script!r}, *{list(map(str, arguments))!r}]; "
+        f"sys.path.insert(0, {os.path.dirname(script)!r}); "
         f"runpy.run_path({script!r}, run_name='__main__'); assert 'jax' not in sys.modules, 'imported JAX'"
     )
     return subprocess.run(

@@ -384,7 +384,8 @@ def test_a_stopped_grid_continues(tmp_path):
         (["100", "2", "--runs-dir"], "--runs-dir needs a folder"),
         (
             ["--continue"],
-            "--continue takes one folder and nothing else: experiments/meta_grad_bias.sh --continue runs/meta_grad_bias_<time>",
+            "--continue takes one folder and nothing else: "
+            "experiments/meta_grad_bias.sh --continue runs/meta_grad_bias_<time>",
         ),
         (["--continue", "no/such"], "'no/such' is not a directory"),
         (["--continue", "."], ". has no grid.args: not a folder made by experiments/meta_grad_bias.sh"),

@@ -83,7 +83,12 @@ def test_every_shared_name_exists_in_every_script():
     "script, old, new, reported",
     [
         # a fix made in one copy of the training loop only
-        ("mg_snake.py", 'run.check_finite(metrics["finite"], chunk)', "pass", "main: differs between mg_snake.py and bmg_snake.py"),
+        (
+            "mg_snake.py",
+            'run.check_finite(metrics["finite"], chunk)',
+            "pass",
+            "main: differs between mg_snake.py and bmg_snake.py",
+        ),
         # GAE changed in one chain script
         ("bmg_chain.py", "delta = reward + gamma", "delta = 2 * reward + gamma", "gae: differs between"),
         # a docstring of the meta-gradient's pull-back edited alone
