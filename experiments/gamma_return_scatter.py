@@ -126,7 +126,7 @@ def scatter(ours, reference, options):
     ax.set_xlabel(f"final γ (mean over the last {EPOCH} updates)")
     ax.set_ylabel("final evaluation return (512 games, sampled)")
     ax.set_title("Snake 6×6: each seed's final γ and return", fontsize=10)
-    ax.legend(fontsize=7.5, frameon=False, loc="lower right")
+    ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(0, 0.95))
     fig.tight_layout()
     os.makedirs(os.path.dirname(options.out) or ".", exist_ok=True)
     fig.savefig(options.out, dpi=110)
